@@ -1,0 +1,345 @@
+"""The composition root: builds every part, owns the live state, and applies changes.
+
+The one place with mutable bot-wide state: the current config, the current
+registry, and the storage. ``reload``/``load``/``unload`` all go through one
+transactional path (``_apply``), whoever asks: an admin on IRC, the file
+watcher, or a test. Data flows one way: IRC line -> connection -> dispatcher ->
+command -> outbox -> connection -> socket.
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import logging
+import threading
+from collections.abc import Callable, Iterable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.api import CommandSpec
+from bot.builtins import Builtins
+from bot.config import Config
+from bot.connection import Backoff, Connection, ConnectionSettings
+from bot.dispatch import Dispatcher
+from bot.loader import LoadedModule, Loader, LoadError, LoadFailed, inspect_source, sha256_of
+from bot.outbox import Outbox, OutboxError
+from bot.registry import Registry
+from bot.storage import Storage
+
+log = logging.getLogger(__name__)
+
+_namespaces = itertools.count(1)
+
+
+@dataclass
+class ReloadReport:
+    """What a load/reload/unload did, for the admin's reply and the log."""
+
+    reloaded: list[str] = field(default_factory=list)  # modules executed again
+    loaded: list[str] = field(default_factory=list)  # newly loaded
+    unloaded: list[str] = field(default_factory=list)
+    added: list[str] = field(default_factory=list)  # command names
+    removed: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    failed_modules: list[str] = field(default_factory=list)  # modules named by the errors
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def summary(self) -> str:
+        if self.errors:
+            text = "failed, nothing changed (the old code keeps serving): " + " | ".join(
+                self.errors
+            )
+            return text
+        parts = []
+        for label, items in (
+            ("reloaded", self.reloaded),
+            ("loaded", self.loaded),
+            ("unloaded", self.unloaded),
+            ("commands added", self.added),
+            ("commands removed", self.removed),
+        ):
+            if items:
+                parts.append(f"{label}: {', '.join(items)}")
+        if not parts:
+            parts.append("nothing changed")
+        if self.unchanged:
+            parts.append(f"{self.unchanged} unchanged")
+        parts += [f"warning: {w}" for w in self.warnings]
+        return "; ".join(parts)
+
+
+@dataclass
+class ModuleHandle:
+    """What ``setup(bot)``/``teardown(bot)`` receive (see ``bot.api.Bot``)."""
+
+    module: str
+    state: MutableMapping[str, Any]
+    log: logging.Logger
+    _say: Callable[[str, str], None] = field(repr=False)
+
+    def say(self, target: str, text: str) -> None:
+        self._say(target, text)
+
+
+class App:
+    def __init__(self, config: Config, *, namespace: str | None = None) -> None:
+        self.config = config
+        # Each App in a process needs its own sys.modules namespace (tests run several).
+        self.namespace = namespace or (
+            "commands" if next(_namespaces) == 1 else f"commands_{id(self):x}"
+        )
+        self.loader = Loader(config.commands_dir, self.namespace)
+        self.builtins: tuple[CommandSpec, ...] = Builtins(self).specs()
+        self.registry = Registry.build({}, self.builtins)
+        self.storage = Storage(config.state_db) if config.state_db else None
+        self._memory_state: dict[str, dict[str, Any]] = {}
+        self._reload_lock = threading.RLock()
+        self.executor = ThreadPoolExecutor(config.workers, thread_name_prefix="command")
+        self.outbox = Outbox(
+            config.rate_limit.per_second,
+            config.rate_limit.burst,
+            source_length=lambda: self.connection.source_length(),
+            wake=lambda: self.connection.wake(),
+        )
+        self.dispatcher = Dispatcher(self, self.executor)
+        self.connection = Connection(
+            _settings(config), self.outbox, self.dispatcher.handle, backoff=Backoff()
+        )
+
+    # -- what the dispatcher and commands use ------------------------------------
+
+    @property
+    def nick(self) -> str:
+        return self.connection.nick
+
+    def say(self, target: str, text: str) -> None:
+        try:
+            self.outbox.put(target, text)
+        except OutboxError as exc:
+            log.warning("reply dropped: %s", exc)
+
+    def call_later(self, delay: float, fn: Callable[[], None]) -> None:
+        self.connection.call_soon(lambda: self.connection.after(delay, fn))
+
+    def state_for(self, module: str) -> MutableMapping[str, Any]:
+        if self.storage is not None:
+            return self.storage.state(module)
+        return self._memory_state.setdefault(module, {})
+
+    # -- running -----------------------------------------------------------------
+
+    def run(self) -> None:
+        """Load modules, connect, and serve until ``stop()`` (on the calling thread)."""
+        report = self.load_all()
+        for error in report.errors:
+            log.error("module not loaded: %s", error)
+        log.info("modules: %s", report.summary())
+        try:
+            self.connection.run()
+        finally:
+            self.close()
+
+    def stop(self, message: str = "Shutting down") -> None:
+        self.connection.stop(message)
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        with self._reload_lock:
+            for loaded in self.registry.command_modules():
+                self._teardown(loaded)
+            self.registry = Registry.build({}, self.builtins)
+        if self.storage is not None:
+            self.storage.close()
+
+    # -- loading -----------------------------------------------------------------
+
+    def load_all(self) -> ReloadReport:
+        """Load every module in the folder; broken ones are reported and skipped."""
+        with self._reload_lock:
+            want = {n for n in self.loader.folder.scan() if not n.startswith("_")}
+            errors: list[str] = []
+            while True:
+                report = self._apply(want, fresh=set())
+                if report.ok:
+                    report.errors = errors
+                    return report
+                errors += report.errors
+                bad = self._users_of(set(report.failed_modules)) & want
+                if not bad:
+                    report.errors = errors
+                    return report
+                want -= bad
+
+    def reload(self, names: Iterable[str] = (), *, force: bool = False) -> ReloadReport:
+        """Reload ``names``; by default every loaded module whose file changed (all if ``force``)."""
+        names = list(names)
+        with self._reload_lock:
+            current = self.registry.modules
+            want = {n for n, m in current.items() if not m.is_helper}
+            if not names:
+                if force:
+                    fresh = set(current)
+                else:
+                    fresh = {n for n, m in current.items() if sha256_of(m.path) != m.sha256}
+                gone = {n for n in want if self.loader.folder.file_for(n) is None}
+                return self._apply(want - gone, fresh - gone)
+            missing = [n for n in names if n not in current]
+            if missing:
+                return ReloadReport(errors=[f"not loaded: {', '.join(missing)} (use load NAME)"])
+            return self._apply(want, set(names) | self._changed_helpers(names))
+
+    def load(self, name: str) -> ReloadReport:
+        with self._reload_lock:
+            if name.startswith("_"):
+                return ReloadReport(
+                    errors=[f"{name} is a helper; helpers load with the modules that import them"]
+                )
+            if name in self.registry.modules:
+                return ReloadReport(errors=[f"{name} is already loaded (use reload {name})"])
+            if self.loader.folder.file_for(name) is None:
+                return ReloadReport(
+                    errors=[f"no module {name!r} in {self.loader.folder.path.name}/"]
+                )
+            want = {n for n, m in self.registry.modules.items() if not m.is_helper} | {name}
+            return self._apply(want, {name} | self._changed_helpers([name]))
+
+    def unload(self, name: str) -> ReloadReport:
+        with self._reload_lock:
+            loaded = self.registry.modules.get(name)
+            if loaded is None or loaded.is_helper:
+                return ReloadReport(errors=[f"{name} is not a loaded command module"])
+            want = {n for n, m in self.registry.modules.items() if not m.is_helper} - {name}
+            return self._apply(want, set())
+
+    def _users_of(self, names: set[str]) -> set[str]:
+        """``names`` plus every module on disk that imports one of them, directly or not."""
+        graph = {
+            n: inspect_source(p.read_bytes(), self.namespace).imports
+            for n, p in self.loader.folder.scan().items()
+        }
+        users = set(names)
+        while grown := {n for n, imports in graph.items() if n not in users and imports & users}:
+            users |= grown
+        return users
+
+    def _changed_helpers(self, names: Iterable[str]) -> set[str]:
+        """Helpers that ``names`` import (transitively, as on disk now) whose file changed."""
+        current = self.registry.modules
+        changed: set[str] = set()
+        seen: set[str] = set()
+        stack = list(names)
+        while stack:
+            name = stack.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            path = self.loader.folder.file_for(name)
+            if path is None:
+                continue
+            loaded = current.get(name)
+            if name.startswith("_") and (loaded is None or sha256_of(path) != loaded.sha256):
+                changed.add(name)
+            stack += inspect_source(path.read_bytes(), self.namespace).imports
+        return changed
+
+    def _apply(self, want: set[str], fresh: set[str]) -> ReloadReport:
+        """The one transactional path: build, set up, swap, retire. All or nothing."""
+        current = self.registry.modules
+        try:
+            txn = self.loader.prepare(current, want, fresh, self.registry.reserved_names())
+        except LoadFailed as exc:
+            return _failed(exc.errors)
+        new_versions = [m for n, m in txn.modules.items() if current.get(n) is not m]
+        started: list[LoadedModule] = []
+        for loaded in new_versions:
+            error = self._call_hook(loaded, "setup")
+            if error:
+                for done in reversed(started):
+                    self._teardown(done)
+                txn.rollback()
+                return _failed([error])
+            started.append(loaded)
+        replaced = txn.replaced
+        txn.commit()
+        old_registry, self.registry = self.registry, Registry.build(txn.modules, self.builtins)
+
+        report = _report(old_registry, self.registry, current, txn.modules, replaced)
+        for old in replaced.values():
+            old.activity.retire(lambda old=old: self._teardown(old))
+        del old_registry, replaced, txn, new_versions, started
+        gc.collect()  # function <-> globals cycles: only the cyclic GC frees an old version
+        log.info("modules %s", report.summary())
+        return report
+
+    def _teardown(self, loaded: LoadedModule) -> None:
+        error = self._call_hook(loaded, "teardown")
+        if error:
+            log.error("teardown failed (the new code is serving anyway): %s", error)
+
+    def _call_hook(self, loaded: LoadedModule, hook: str) -> LoadError | None:
+        fn = getattr(loaded.module, hook, None)
+        if not callable(fn) or loaded.is_helper:
+            return None
+        handle = ModuleHandle(
+            loaded.name, self.state_for(loaded.name), _module_log(loaded.name), self.say
+        )
+        try:
+            fn(handle)
+        except Exception as exc:
+            error = self.loader._describe(loaded.name, exc)
+            return LoadError(
+                error.module, error.file, error.line, f"{hook}() raised {error.message}"
+            )
+        return None
+
+
+def _module_log(name: str) -> logging.Logger:
+    return logging.getLogger(f"commands.{name}")
+
+
+def _failed(errors: list[LoadError]) -> ReloadReport:
+    for error in errors:
+        log.error("load failed: %s", error)
+    return ReloadReport(
+        errors=[str(e) for e in errors], failed_modules=sorted({e.module for e in errors})
+    )
+
+
+def _report(
+    old: Registry,
+    new: Registry,
+    before: dict[str, LoadedModule] | Any,
+    after: dict[str, LoadedModule],
+    replaced: dict[str, LoadedModule],
+) -> ReloadReport:
+    old_names = {e.spec.name for e in old.commands()}
+    new_names = {e.spec.name for e in new.commands()}
+    return ReloadReport(
+        reloaded=sorted(n for n in replaced if n in after),
+        loaded=sorted(n for n in after if n not in before),
+        unloaded=sorted(n for n in before if n not in after),
+        added=sorted(new_names - old_names),
+        removed=sorted(old_names - new_names),
+        unchanged=sum(1 for n, m in after.items() if before.get(n) is m),
+    )
+
+
+def _settings(config: Config) -> ConnectionSettings:
+    return ConnectionSettings(
+        host=config.server.host,
+        port=config.server.port,
+        tls=config.server.tls,
+        tls_verify=config.server.tls_verify,
+        password=config.server.password,
+        nicks=config.nicks,
+        channels=config.channels,
+        username=config.username,
+        realname=config.realname,
+    )

@@ -1,0 +1,98 @@
+"""Built-in commands: help for everyone; reload, load, unload and modules for admins.
+
+They use the same Context as any command module, but close over the App, so
+they are not reloadable and their names are reserved.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from bot.api import CommandError, CommandSpec, Context
+from bot.loader import IDENTIFIER_HINT, is_module_name
+
+if TYPE_CHECKING:
+    from bot.app import App
+
+
+class Builtins:
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    def specs(self) -> tuple[CommandSpec, ...]:
+        return (
+            CommandSpec("help", (), False, self.help),
+            CommandSpec("reload", (), True, self.reload),
+            CommandSpec("load", (), True, self.load),
+            CommandSpec("unload", (), True, self.unload),
+            CommandSpec("modules", (), True, self.modules),
+        )
+
+    @property
+    def prefix(self) -> str:
+        return self.app.config.prefix
+
+    def help(self, ctx: Context, args: str) -> str:
+        """help [COMMAND] -- list the commands, or show how to use one"""
+        name = args.strip().removeprefix(self.prefix).lower()
+        registry = self.app.registry
+        if not name:
+            visible = [e.spec.name for e in registry.commands() if ctx.is_admin or not e.spec.admin]
+            return f"commands: {', '.join(visible)} -- say {self.prefix}help COMMAND for details"
+        entry = registry.find(name)
+        if entry is None:
+            raise CommandError(f"no command {name!r}; say {self.prefix}help for the list")
+        spec = entry.spec
+        text = spec.help.replace("\n\n", "\n")
+        if spec.aliases:
+            text += f"\n(also: {', '.join(self.prefix + a for a in spec.aliases)})"
+        if spec.admin:
+            text += "\n(admins only)"
+        return text
+
+    def reload(self, ctx: Context, args: str) -> str:
+        """reload [--force] [MODULE...] -- reload changed modules (--force: all) or named ones"""
+        words = args.split()
+        force = "--force" in words or "-f" in words
+        names = _module_names([w for w in words if w not in ("--force", "-f")])
+        return "reload: " + self.app.reload(names, force=force).summary()
+
+    def load(self, ctx: Context, args: str) -> str:
+        """load MODULE -- load a command module from the commands folder"""
+        return "load: " + self.app.load(self._one_module(args, "load")).summary()
+
+    def unload(self, ctx: Context, args: str) -> str:
+        """unload MODULE -- stop serving a command module's commands"""
+        return "unload: " + self.app.unload(self._one_module(args, "unload")).summary()
+
+    def modules(self, ctx: Context, args: str) -> list[str]:
+        """modules -- list loaded modules, their commands, and commands still running"""
+        lines = []
+        for loaded in self.app.registry.command_modules():
+            names = ", ".join(s.name for s in loaded.commands) or "no commands"
+            helpers = sorted(loaded.imports)
+            uses = f" (uses {', '.join(helpers)})" if helpers else ""
+            lines.append(f"{loaded.name}: {names}{uses}")
+        if not lines:
+            lines.append("no modules loaded")
+        now = time.monotonic()
+        running = [r for r in self.app.dispatcher.running() if r.name != "modules"]
+        if running:
+            busy = ", ".join(f"{r.name} for {r.nick} ({now - r.started:.0f}s)" for r in running)
+            lines.append(f"running: {busy}")
+        return lines
+
+    def _one_module(self, args: str, verb: str) -> str:
+        names = _module_names(args.split())
+        if len(names) != 1:
+            raise CommandError(f"usage: {self.prefix}{verb} MODULE")
+        return names[0]
+
+
+def _module_names(words: list[str]) -> list[str]:
+    names = [w.removesuffix(".py") for w in words]
+    for name in names:
+        if not is_module_name(name):
+            raise CommandError(f"{name!r} is not a module name: {IDENTIFIER_HINT}")
+    return names

@@ -1,0 +1,362 @@
+"""config.yaml: parse, validate into a frozen Config, and describe the change between two.
+
+Owns the user contract of config.yaml: key names, defaults, and error messages
+that name the key, the line, and what was expected. It never applies anything;
+the app decides what a change means for the running bot.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bot.auth import AdminRule, AdminRuleError, parse_admin_rule
+
+_CHANNEL = re.compile(r"[#&+!][^\x00\x07\r\n ,:]{1,49}")
+_NICK = re.compile(r"[A-Za-z\[\]\\`_^{|}][A-Za-z0-9\[\]\\`_^{|}-]{0,29}")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    key: str
+    message: str
+    file: str = "config.yaml"
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+
+
+class ConfigError(Exception):
+    """config.yaml is unusable; ``problems`` says every key that is wrong and why."""
+
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 6667
+    tls: bool = False
+    tls_verify: bool = True
+    password: str | None = None
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """Outbound token bucket: ``burst`` lines at once, then ``per_second``."""
+
+    burst: int = 5
+    per_second: float = 2.0
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig
+    nick: str
+    channels: tuple[str, ...]
+    prefix: str
+    admins: tuple[AdminRule, ...]
+    commands_dir: Path
+    watch: bool = False
+    alt_nicks: tuple[str, ...] = ()
+    username: str = "reloadbot"
+    realname: str = "reloadbot"
+    notify: tuple[str, ...] = ()
+    rate_limit: RateLimit = field(default_factory=RateLimit)
+    command_timeout: float = 10.0
+    workers: int = 8
+    state_db: Path | None = None
+    log_level: str = "INFO"
+    path: Path | None = None
+
+    @property
+    def nicks(self) -> tuple[str, ...]:
+        """The nick, then the alternatives to try when it is taken."""
+        return (self.nick, *self.alt_nicks)
+
+
+# -- parsing -------------------------------------------------------------------
+
+
+class _Invalid(Exception):
+    def __init__(self, key: str, message: str) -> None:
+        self.key, self.message = key, message
+
+
+def _expect(ok: bool, key: str, expected: str, value: Any) -> None:
+    if not ok:
+        raise _Invalid(key, f"expected {expected}, got {value!r}")
+
+
+def _str(key: str, value: Any) -> str:
+    _expect(isinstance(value, str) and value.strip() != "", key, "a non-empty string", value)
+    return str(value)
+
+
+def _bool(key: str, value: Any) -> bool:
+    _expect(isinstance(value, bool), key, "true or false", value)
+    return bool(value)
+
+
+def _int(key: str, value: Any, lo: int, hi: int) -> int:
+    ok = isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
+    _expect(ok, key, f"a whole number from {lo} to {hi}", value)
+    return int(value)
+
+
+def _number(key: str, value: Any, lo: float, hi: float) -> float:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and lo <= value <= hi
+    _expect(ok, key, f"a number from {lo} to {hi}", value)
+    return float(value)
+
+
+def _list(key: str, value: Any) -> list[Any]:
+    _expect(isinstance(value, list), key, "a list, e.g. [a, b]", value)
+    return list(value)
+
+
+def _mapping(key: str, value: Any, known: set[str]) -> dict[str, Any]:
+    _expect(isinstance(value, dict), key, "a mapping of keys to values", value)
+    for sub in value:
+        if sub not in known:
+            raise _Invalid(f"{key}.{sub}", _unknown(str(sub), known))
+    return dict(value)
+
+
+def _unknown(name: str, known: set[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown key{hint}; known keys: {', '.join(sorted(known))}"
+
+
+def _nick(key: str, value: Any) -> str:
+    _expect(isinstance(value, str) and bool(_NICK.fullmatch(value)), key, "an IRC nick", value)
+    return str(value)
+
+
+def _channel(key: str, value: Any) -> str:
+    ok = isinstance(value, str) and bool(_CHANNEL.fullmatch(value))
+    _expect(ok, key, "a channel name like '#bot' (quote it: # starts a YAML comment)", value)
+    return str(value)
+
+
+def _target(key: str, value: Any) -> str:
+    if isinstance(value, str) and value[:1] in "#&+!":
+        return _channel(key, value)
+    return _nick(key, value)
+
+
+def _server(value: Any) -> ServerConfig:
+    known = {f.name for f in fields(ServerConfig)}
+    raw = _mapping("server", value, known)
+    if "host" not in raw:
+        raise _Invalid("server.host", "missing; expected a host name, e.g. 127.0.0.1")
+    return ServerConfig(
+        host=_str("server.host", raw["host"]),
+        port=_int("server.port", raw.get("port", 6667), 1, 65535),
+        tls=_bool("server.tls", raw.get("tls", False)),
+        tls_verify=_bool("server.tls_verify", raw.get("tls_verify", True)),
+        password=None if raw.get("password") is None else _str("server.password", raw["password"]),
+    )
+
+
+def _rate_limit(value: Any) -> RateLimit:
+    raw = _mapping("rate_limit", value, {"burst", "per_second"})
+    return RateLimit(
+        burst=_int("rate_limit.burst", raw.get("burst", 5), 1, 10_000),
+        per_second=_number("rate_limit.per_second", raw.get("per_second", 2.0), 0.1, 100_000),
+    )
+
+
+def _prefix(key: str, value: Any) -> str:
+    ok = isinstance(value, str) and 1 <= len(value) <= 5 and not any(c.isspace() for c in value)
+    _expect(ok, key, "1 to 5 characters without spaces, e.g. '!'", value)
+    return str(value)
+
+
+def _admins(value: Any) -> tuple[AdminRule, ...]:
+    rules = []
+    for i, entry in enumerate(_list("admins", value)):
+        key = f"admins[{i}]"
+        _expect(isinstance(entry, str), key, "a hostmask 'nick!user@host' or 'account:NAME'", entry)
+        try:
+            rules.append(parse_admin_rule(entry))
+        except AdminRuleError as exc:
+            raise _Invalid(key, str(exc)) from None
+    return tuple(rules)
+
+
+def _log_level(key: str, value: Any) -> str:
+    ok = isinstance(value, str) and value.upper() in _LOG_LEVELS
+    _expect(ok, key, f"one of {', '.join(_LOG_LEVELS)}", value)
+    return str(value).upper()
+
+
+# Each top-level key: how to parse it. Required keys have no default.
+_REQUIRED = ("server", "nick", "channels", "prefix", "admins", "commands_dir")
+
+
+def _build(raw: dict[str, Any], base_dir: Path) -> Config:
+    def each(key: str, parse: Callable[[str, Any], Any]) -> tuple[Any, ...]:
+        return tuple(parse(f"{key}[{i}]", v) for i, v in enumerate(_list(key, raw.get(key, []))))
+
+    nick = _nick("nick", raw["nick"])
+    kwargs: dict[str, Any] = {
+        "server": _server(raw["server"]),
+        "nick": nick,
+        "channels": each("channels", _channel),
+        "prefix": _prefix("prefix", raw["prefix"]),
+        "admins": _admins(raw["admins"]),
+        "commands_dir": base_dir / _str("commands_dir", raw["commands_dir"]),
+        "watch": _bool("watch", raw.get("watch", False)),
+        "alt_nicks": each("alt_nicks", _nick) if "alt_nicks" in raw else (f"{nick}_", f"{nick}__"),
+        "username": _nick("username", raw.get("username", "reloadbot")),
+        "realname": _str("realname", raw.get("realname", "reloadbot")),
+        "notify": each("notify", _target),
+        "rate_limit": _rate_limit(raw.get("rate_limit", {})),
+        "command_timeout": _number("command_timeout", raw.get("command_timeout", 10), 0.1, 3600),
+        "workers": _int("workers", raw.get("workers", 8), 1, 256),
+        "log_level": _log_level("log_level", raw.get("log_level", "INFO")),
+    }
+    state_db = raw.get("state_db", "data/state.sqlite3")
+    kwargs["state_db"] = None if state_db is None else base_dir / _str("state_db", state_db)
+    return Config(**kwargs)
+
+
+_KNOWN = {f.name for f in fields(Config)} - {"path"}
+
+
+def parse_config(text: str, *, base_dir: Path, file: str = "config.yaml") -> Config:
+    """Parse and validate config text; raise ConfigError naming every problem found."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        line = mark.line + 1 if mark is not None else None
+        col = f" (column {mark.column + 1})" if mark is not None else ""
+        raise ConfigError(
+            [ConfigProblem("", f"invalid YAML: {problem}{col}", file, line)]
+        ) from None
+    if not isinstance(raw, dict):
+        got = "an empty file" if raw is None else repr(raw)
+        raise ConfigError([ConfigProblem("", f"expected a mapping of settings, got {got}", file)])
+
+    problems = [
+        ConfigProblem(str(k), _unknown(str(k), _KNOWN), file, _line(root, str(k)))
+        for k in raw
+        if k not in _KNOWN
+    ]
+    problems += [
+        ConfigProblem(k, f"missing; this key is required (see {_EXAMPLE_HINT})", file)
+        for k in _REQUIRED
+        if k not in raw
+    ]
+    if problems:
+        raise ConfigError(problems)
+    try:
+        return _build(raw, base_dir)
+    except _Invalid as exc:
+        raise ConfigError(
+            [ConfigProblem(exc.key, exc.message, file, _line(root, exc.key))]
+        ) from None
+
+
+_EXAMPLE_HINT = "the config reference in README.md"
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate a config file; relative paths in it resolve against its folder."""
+    path = Path(path).absolute()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([ConfigProblem("", f"cannot read: {exc}", str(path))]) from None
+    config = parse_config(text, base_dir=path.parent, file=path.name)
+    return replace(config, path=path)
+
+
+def _line(root: yaml.Node | None, key: str) -> int | None:
+    """Line (1-based) of ``key`` such as ``server.port`` or ``channels[1]`` in the YAML tree."""
+    node: yaml.Node | None = root
+    line = None
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", key):
+        if isinstance(node, yaml.MappingNode):
+            match = next((kv for kv in node.value if kv[0].value == part), None)
+            if match is None:
+                return line
+            line = match[0].start_mark.line + 1
+            node = match[1]
+        elif isinstance(node, yaml.SequenceNode) and part.startswith("["):
+            index = int(part[1:-1])
+            if index >= len(node.value):
+                return line
+            node = node.value[index]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+# -- describing a change -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConfigChange:
+    """What differs between two configs, in the terms the app applies them."""
+
+    join: tuple[str, ...] = ()
+    part: tuple[str, ...] = ()
+    nick: str | None = None
+    changed: tuple[str, ...] = ()  # top-level keys that differ
+    needs_reconnect: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        if not self.changed:
+            return "no changes"
+        parts = []
+        if self.join:
+            parts.append(f"joining {', '.join(self.join)}")
+        if self.part:
+            parts.append(f"leaving {', '.join(self.part)}")
+        if self.nick:
+            parts.append(f"nick -> {self.nick}")
+        live = [k for k in self.changed if k not in ("channels", "nick", *self.needs_reconnect)]
+        if live:
+            parts.append(f"applied {', '.join(live)}")
+        if self.needs_reconnect:
+            parts.append(
+                f"{', '.join(self.needs_reconnect)} take effect on the next reconnect (!reconnect)"
+            )
+        return "; ".join(parts)
+
+
+def diff(old: Config, new: Config) -> ConfigChange:
+    from irc.strings import lower
+
+    changed = tuple(
+        f.name
+        for f in fields(Config)
+        if f.name != "path" and getattr(old, f.name) != getattr(new, f.name)
+    )
+    old_ch = {lower(c): c for c in old.channels}
+    new_ch = {lower(c): c for c in new.channels}
+    return ConfigChange(
+        join=tuple(c for k, c in new_ch.items() if k not in old_ch),
+        part=tuple(c for k, c in old_ch.items() if k not in new_ch),
+        nick=new.nick if new.nick != old.nick else None,
+        changed=changed,
+        needs_reconnect=tuple(k for k in changed if k in ("server", "username", "realname")),
+    )

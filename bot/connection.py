@@ -1,0 +1,521 @@
+"""The one persistent IRC connection: socket, registration, CAP, keepalive, reconnect.
+
+Built on ``irc.client``'s Reactor and ServerConnection, with the traps of
+irc 20.5 handled here (see shared notes, section A):
+
+* our own loop around ``process_once`` (``process_forever`` cannot be stopped);
+* every line is guarded, so a malformed line or a failing handler drops only itself;
+* the reactor thread is the only thread that writes to the socket: other threads
+  hand work over with ``call_soon`` (a self-pipe wakes ``select``);
+* our own reconnect backoff (the library's first retry is 60 s), nick-in-use
+  handling (the library stalls), and ping-based liveness (its keepalive never
+  checks for a PONG and crashes after a disconnect).
+
+It turns IRC events into ``Message`` objects for the app and drains the outbox;
+it knows nothing about commands, modules or config files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import logging
+import queue
+import random
+import select
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import irc.client
+import jaraco.stream.buffer
+from irc.strings import lower as irc_lower
+
+from bot.message import Message, Source
+from bot.outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+WANTED_CAPS = {"multi-prefix", "message-tags", "server-time", "account-tag"}
+
+
+@dataclass
+class ConnectionSettings:
+    host: str
+    port: int
+    nicks: tuple[str, ...]
+    channels: tuple[str, ...] = ()
+    tls: bool = False
+    tls_verify: bool = True
+    password: str | None = None
+    username: str = "reloadbot"
+    realname: str = "reloadbot"
+    connect_timeout: float = 15.0
+    ping_interval: float = 60.0  # send our own PING after this much silence
+    ping_timeout: float = 60.0  # ...and give up this long after that
+    regain_nick_every: float = 30.0
+
+
+@dataclass
+class Backoff:
+    """Exponential reconnect delays with jitter: about 1, 2, 4 ... seconds, capped."""
+
+    first: float = 1.0
+    cap: float = 300.0
+    attempts: int = 0
+    rng: random.Random = field(default_factory=random.Random)
+
+    def next_delay(self) -> float:
+        delay = min(self.cap, self.first * 2**self.attempts)
+        self.attempts += 1
+        return delay * (0.5 + self.rng.random() / 2)
+
+    def reset(self) -> None:
+        self.attempts = 0
+
+
+class GuardedConnection(irc.client.ServerConnection):
+    """A ServerConnection where one bad line, or one failing handler, drops only itself."""
+
+    # UTF-8 when valid, latin-1 otherwise: invalid bytes must not kill the read loop.
+    buffer_class = jaraco.stream.buffer.LenientDecodingLineBuffer
+
+    def _process_line(self, line: str) -> None:
+        try:
+            super()._process_line(line)
+        except Exception:
+            log.exception("dropped an IRC line that could not be handled: %.200r", line)
+
+
+class WakeableReactor(irc.client.Reactor):
+    """A Reactor whose ``select`` also watches a self-pipe, so other threads can wake it."""
+
+    connection_class = GuardedConnection
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+
+    def wake(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):  # a full pipe already means "wake up"
+            self._wake_w.send(b"\0")
+
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        self._calls.put(fn)
+        self.wake()
+
+    @property
+    def sockets(self) -> list[Any]:
+        return [*super().sockets, self._wake_r]
+
+    def process_once(self, timeout: float = 0) -> None:
+        # The base class sleeps instead of selecting when it has no connection;
+        # we always have the wake pipe, so always select.
+        readable, _, _ = select.select(self.sockets, [], [], timeout)
+        self.process_data(readable)
+        self.process_timeout()
+
+    def process_data(self, sockets: list[Any]) -> None:
+        if self._wake_r in sockets:
+            with contextlib.suppress(BlockingIOError, OSError):
+                while self._wake_r.recv(4096):
+                    pass
+            self.run_calls()
+        super().process_data([s for s in sockets if s is not self._wake_r])
+
+    def run_calls(self) -> None:
+        while True:
+            try:
+                fn = self._calls.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                with self.mutex:
+                    fn()
+            except Exception:
+                log.exception("error in a call handed to the connection thread")
+
+    def close(self) -> None:
+        self._wake_r.close()
+        self._wake_w.close()
+
+
+class Connection:
+    """Keeps one IRC connection alive and registered for as long as the bot runs."""
+
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        outbox: Outbox,
+        on_message: Callable[[Message], None],
+        *,
+        on_event: Callable[[str, Source, str, list[str]], None] | None = None,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.settings = settings
+        self.outbox = outbox
+        self.on_message = on_message
+        self.on_event = on_event or (lambda kind, source, target, args: None)
+        self.backoff = backoff or Backoff()
+        self.reactor = WakeableReactor()
+        self.server: GuardedConnection = self.reactor.server()
+        self.registered = threading.Event()
+        self.nick = settings.nicks[0]
+        self.caps: set[str] = set()
+        self.joined: set[str] = set()  # irc-lowercased channel names we are in
+        self.userhost_length = 0  # learned from the echo of our own JOIN
+        self.connects = 0  # successful registrations, for tests and !modules
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._timers: list[tuple[float, int, Callable[[], None]]] = []
+        self._seq = itertools.count()
+        self._last_rx = time.monotonic()
+        self._ping_sent = False
+        self._nick_attempt = 0
+        self._cap_pending: set[str] = set()
+        self._ls_caps: set[str] = set()
+        self._install_handlers()
+
+    # -- thread-safe entry points ---------------------------------------------------
+
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the connection thread (the only thread that may write)."""
+        self.reactor.call_soon(fn)
+
+    def wake(self) -> None:
+        self.reactor.wake()
+
+    def stop(self, message: str = "Shutting down") -> None:
+        """Ask the loop to send QUIT and return; safe from any thread or signal handler."""
+        self._quit_message = message
+        self._stopping = True
+        self.reactor.wake()
+
+    def set_channels(self, channels: tuple[str, ...]) -> None:
+        self.call_soon(lambda: self._set_channels(channels))
+
+    def change_nick(self, nicks: tuple[str, ...]) -> None:
+        self.call_soon(lambda: self._change_nick(nicks))
+
+    def reconnect(self, reason: str = "Reconnecting") -> None:
+        self.call_soon(lambda: self._reconnect_now(reason))
+
+    # -- the loop ---------------------------------------------------------------
+
+    def run(self) -> None:
+        """Connect and serve until ``stop()``; runs on the calling thread."""
+        self._thread = threading.current_thread()
+        self._quit_message = "Shutting down"
+        self.after(0, self._connect)
+        self.every(1.0, self._check_alive)
+        self.every(self.settings.regain_nick_every, self._regain_nick)
+        while not self._stopping:
+            try:
+                self.reactor.process_once(self._next_timeout())
+                self._run_timers()
+                self._flush()
+            except Exception:
+                log.exception("error in the connection loop; continuing")
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        with contextlib.suppress(Exception):
+            self._flush()
+        if self.server.is_connected():
+            self.server.disconnect(self._quit_message)  # sends QUIT, then closes
+        self.reactor.close()
+
+    def _next_timeout(self) -> float:
+        timeout = 0.5
+        if self._timers:
+            timeout = min(timeout, max(0.0, self._timers[0][0] - time.monotonic()))
+        if self.registered.is_set():
+            _, delay = self._peek_outbox_delay()
+            if delay is not None:
+                timeout = min(timeout, delay)
+        return timeout
+
+    def _peek_outbox_delay(self) -> tuple[int, float | None]:
+        pending = self.outbox.pending()
+        return pending, (self.outbox.bucket.wait_time() if pending else None)
+
+    # -- timers (monotonic, cancellable; the library's scheduler is neither) -------
+
+    def after(self, delay: float, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on this thread after ``delay`` seconds (connection thread only)."""
+        heapq.heappush(self._timers, (time.monotonic() + delay, next(self._seq), fn))
+
+    def every(self, interval: float, fn: Callable[[], None]) -> None:
+        def tick() -> None:
+            try:
+                fn()
+            finally:
+                self.after(interval, tick)
+
+        self.after(interval, tick)
+
+    def _run_timers(self) -> None:
+        now = time.monotonic()
+        while self._timers and self._timers[0][0] <= now:
+            _, _, fn = heapq.heappop(self._timers)
+            try:
+                fn()
+            except Exception:
+                log.exception("error in a connection timer")
+
+    # -- sending ----------------------------------------------------------------
+
+    def send_now(self, line: str) -> None:
+        """Send a protocol line at once, bypassing the outbox (connection thread only)."""
+        if self.server.is_connected():
+            self.server.send_raw(line)
+
+    def _flush(self) -> None:
+        if not self.registered.is_set() or not self.server.is_connected():
+            return  # replies wait in the outbox until we are registered again
+        lines, _ = self.outbox.take()
+        for line in lines:
+            self.server.send_raw(line)
+
+    # -- connecting -------------------------------------------------------------
+
+    def _open_socket(self, address: tuple[str, int]) -> socket.socket:
+        s = self.settings
+        sock = socket.create_connection(address, timeout=s.connect_timeout)
+        if s.tls:
+            context = ssl.create_default_context()
+            if not s.tls_verify:
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            sock = context.wrap_socket(sock, server_hostname=s.host)
+        sock.settimeout(s.connect_timeout)  # a stalled write disconnects instead of hanging
+        # Before the library's NICK/USER: the server then holds registration until CAP END.
+        sock.sendall(b"CAP LS 302\r\n")
+        return sock
+
+    def _connect(self) -> None:
+        if self._stopping:
+            return
+        s = self.settings
+        self._nick_attempt = 0
+        self.caps = set()
+        self._ls_caps = set()
+        self.joined = set()
+        log.info("connecting to %s:%d%s", s.host, s.port, " (TLS)" if s.tls else "")
+        try:
+            self.server.connect(
+                s.host,
+                s.port,
+                s.nicks[0],
+                password=s.password,
+                username=s.username,
+                ircname=s.realname,
+                connect_factory=self._open_socket,
+            )
+        except irc.client.ServerConnectionError as exc:
+            log.warning("could not connect to %s:%d: %s", s.host, s.port, exc)
+            self._schedule_reconnect()
+            return
+        self._last_rx = time.monotonic()
+        self._ping_sent = False
+        self.nick = s.nicks[0]
+        # A server that ignores CAP must not stall registration.
+        self.after(10.0, self._cap_give_up)
+
+    def _schedule_reconnect(self) -> None:
+        if self._stopping:
+            return
+        delay = self.backoff.next_delay()
+        log.info("reconnecting in %.1f s", delay)
+        self.after(delay, self._connect)
+
+    def _reconnect_now(self, reason: str) -> None:
+        if self.server.is_connected():
+            self.server.disconnect(reason)  # the disconnect handler schedules the reconnect
+        self.backoff.reset()
+
+    def _check_alive(self) -> None:
+        if not self.server.is_connected():
+            return
+        idle = time.monotonic() - self._last_rx
+        s = self.settings
+        if idle > s.ping_interval + s.ping_timeout:
+            log.warning("no data from the server for %.0f s; reconnecting", idle)
+            self.server.disconnect("Ping timeout")
+        elif idle > s.ping_interval and not self._ping_sent:
+            self.send_now(f"PING :{int(time.time())}")
+            self._ping_sent = True
+
+    # -- event handlers ---------------------------------------------------------
+
+    def _install_handlers(self) -> None:
+        add = self.reactor.add_global_handler
+        add("all_raw_messages", self._on_raw, -100)
+        add("cap", self._on_cap, -30)
+        add("welcome", self._on_welcome, -20)
+        for name in ("nicknameinuse", "erroneusnickname", "nickcollision", "unavailresource"):
+            add(name, self._on_nick_refused, -20)
+        add("nick", self._on_nick, -20)
+        add("join", self._on_join, -20)
+        add("part", self._on_part, -20)
+        add("kick", self._on_kick, -20)
+        add("quit", self._on_quit, -20)
+        add("disconnect", self._on_disconnect, -20)
+        add("pubmsg", self._on_privmsg, 0)
+        add("privmsg", self._on_privmsg, 0)
+
+    def _on_raw(self, conn: Any, event: Any) -> None:
+        self._last_rx = time.monotonic()
+        self._ping_sent = False
+
+    def _on_cap(self, conn: Any, event: Any) -> None:
+        args = [a for a in event.arguments]
+        sub = args[0].upper() if args else ""
+        if sub == "LS":
+            more = len(args) > 2 and args[1] == "*"
+            offered = args[-1].split() if args else []
+            self._ls_caps |= {c.split("=", 1)[0] for c in offered}
+            if more:
+                return
+            wanted = sorted(WANTED_CAPS & self._ls_caps)
+            if wanted:
+                self._cap_pending = set(wanted)
+                self.send_now(f"CAP REQ :{' '.join(wanted)}")
+            else:
+                self._cap_end()
+        elif sub in ("ACK", "NAK"):
+            names = {c.strip().lstrip("-") for c in args[-1].split()} if args else set()
+            if sub == "ACK":
+                self.caps |= names
+            self._cap_pending -= names
+            if not self._cap_pending:
+                self._cap_end()
+
+    def _cap_end(self) -> None:
+        if not self.registered.is_set():
+            self.send_now("CAP END")
+
+    def _cap_give_up(self) -> None:
+        if self.server.is_connected() and not self.registered.is_set():
+            log.warning("no answer to CAP negotiation; ending it")
+            self.send_now("CAP END")
+
+    def _on_welcome(self, conn: Any, event: Any) -> None:
+        self.nick = event.target
+        self.registered.set()
+        self.connects += 1
+        self.backoff.reset()
+        log.info("registered as %s (caps: %s)", self.nick, ", ".join(sorted(self.caps)) or "none")
+        for channel in self.settings.channels:
+            self.send_now(f"JOIN {channel}")
+
+    def _on_nick_refused(self, conn: Any, event: Any) -> None:
+        if self.registered.is_set():
+            log.info("nick change refused: %s", " ".join(event.arguments))
+            return
+        self._nick_attempt += 1
+        nicks = self.settings.nicks
+        if self._nick_attempt < len(nicks):
+            candidate = nicks[self._nick_attempt]
+        else:
+            candidate = f"{nicks[0][:12]}{random.randint(100, 999)}"
+        log.warning("nick %s is unavailable; trying %s", self.nick, candidate)
+        self.nick = candidate
+        self.send_now(f"NICK {candidate}")
+
+    def _regain_nick(self) -> None:
+        wanted = self.settings.nicks[0]
+        if self.registered.is_set() and irc_lower(self.nick) != irc_lower(wanted):
+            self.send_now(f"NICK {wanted}")
+
+    def _change_nick(self, nicks: tuple[str, ...]) -> None:
+        self.settings.nicks = nicks
+        self._regain_nick()
+
+    def _on_nick(self, conn: Any, event: Any) -> None:
+        if irc_lower(event.source.nick) == irc_lower(self.nick):
+            self.nick = event.target
+        self._emit("nick", event)
+
+    def _is_me(self, nick: str) -> bool:
+        return irc_lower(nick) == irc_lower(self.nick)
+
+    def _on_join(self, conn: Any, event: Any) -> None:
+        if self._is_me(event.source.nick):
+            self.joined.add(irc_lower(event.target))
+            source = event.source
+            self.userhost_length = len(f"{source.user}@{source.host}")
+            log.info("joined %s", event.target)
+        self._emit("join", event)
+
+    def _on_part(self, conn: Any, event: Any) -> None:
+        if self._is_me(event.source.nick):
+            self.joined.discard(irc_lower(event.target))
+            log.info("left %s", event.target)
+        self._emit("part", event)
+
+    def _on_kick(self, conn: Any, event: Any) -> None:
+        if event.arguments and self._is_me(event.arguments[0]):
+            channel = event.target
+            self.joined.discard(irc_lower(channel))
+            log.warning("kicked from %s by %s", channel, event.source.nick)
+            if irc_lower(channel) in {irc_lower(c) for c in self.settings.channels}:
+                self.after(5.0, lambda: self.send_now(f"JOIN {channel}"))
+        self._emit("kick", event)
+
+    def _on_quit(self, conn: Any, event: Any) -> None:
+        self._emit("quit", event)
+
+    def _on_disconnect(self, conn: Any, event: Any) -> None:
+        was_registered = self.registered.is_set()
+        self.registered.clear()
+        self.joined = set()
+        reason = event.arguments[0] if event.arguments else ""
+        if self._stopping:
+            return
+        log.warning("disconnected%s: %s", " after registration" if was_registered else "", reason)
+        self._schedule_reconnect()
+
+    def _set_channels(self, channels: tuple[str, ...]) -> None:
+        old = {irc_lower(c) for c in self.settings.channels}
+        new = {irc_lower(c): c for c in channels}
+        self.settings.channels = channels
+        if not self.registered.is_set():
+            return
+        for key, channel in new.items():
+            if key not in old:
+                self.send_now(f"JOIN {channel}")
+        for key in old - new.keys():
+            self.send_now(f"PART {key}")
+
+    def _on_privmsg(self, conn: Any, event: Any) -> None:
+        if not event.arguments or event.source is None:
+            return
+        tags = {t["key"]: t["value"] for t in (event.tags or [])}
+        source = event.source
+        message = Message(
+            source=Source(source.nick, source.user or "", source.host or "", tags.get("account")),
+            target=event.target,
+            text=event.arguments[0],
+            is_private=event.type == "privmsg",
+            tags=tags,
+        )
+        self.on_message(message)
+
+    def _emit(self, kind: str, event: Any) -> None:
+        source = event.source
+        who = Source(source.nick, source.user or "", source.host or "") if source else Source("")
+        self.on_event(kind, who, event.target or "", list(event.arguments))
+
+    def source_length(self) -> int:
+        """Length of ``nick!user@host`` the server prepends to what we send."""
+        userhost = self.userhost_length or 74
+        return len(self.nick) + 1 + userhost

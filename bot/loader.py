@@ -1,0 +1,543 @@
+"""Loads command modules by file path into fresh module objects, all or nothing.
+
+Owns the traps of reloading Python code:
+
+* every load executes a *fresh* module object compiled from the bytes on disk
+  (never ``importlib.reload``, never a ``.pyc``), so nothing deleted from a file
+  survives and no stale bytecode is ever used;
+* modules live in ``sys.modules`` under ``<namespace>.<stem>`` (never a bare name,
+  so ``commands/json.py`` cannot shadow the standard library), resolved only by a
+  finder sealed to the commands folder;
+* helpers (``_name.py``) are found through a static import graph, so changing a
+  helper re-executes every module that imports it;
+* a transaction either commits a complete new set of modules or restores
+  ``sys.modules`` exactly as it was, and errors are plain text with file:line
+  (a kept exception would pin the failed generation in memory).
+
+It never touches the live registry: the app swaps registries after ``commit()``.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import linecache
+import sys
+import threading
+import traceback
+import types
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bot.api import CommandSpec, command_spec
+
+IDENTIFIER_HINT = "module names are file stems made of letters, digits and '_', like 'dice'"
+
+
+@dataclass(frozen=True)
+class LoadError:
+    """One problem with one file, as text (never an exception object)."""
+
+    module: str
+    file: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        return (
+            f"{self.file}:{self.line}: {self.message}"
+            if self.line
+            else f"{self.file}: {self.message}"
+        )
+
+
+class LoadFailed(Exception):
+    """A transaction could not be built; nothing changed."""
+
+    def __init__(self, errors: list[LoadError]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(str(e) for e in errors))
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModule:
+    """One executed file: a command module or a helper."""
+
+    name: str
+    path: Path
+    module: types.ModuleType
+    sha256: str
+    imports: frozenset[str]
+    commands: tuple[CommandSpec, ...] = ()
+    activity: Activity = field(default_factory=lambda: Activity())
+
+    @property
+    def is_helper(self) -> bool:
+        return self.name.startswith("_")
+
+
+class Activity:
+    """Counts calls running in one module version so its teardown waits for them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running = 0
+        self._on_idle: list[Callable[[], None]] = []
+        self.retired = False
+
+    def enter(self) -> None:
+        with self._lock:
+            self._running += 1
+
+    def exit(self) -> None:
+        with self._lock:
+            self._running -= 1
+            callbacks = self._take_callbacks()
+        _run_all(callbacks)
+
+    def retire(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` now if idle, else when the last running call exits."""
+        with self._lock:
+            self.retired = True
+            self._on_idle.append(callback)
+            callbacks = self._take_callbacks()
+        _run_all(callbacks)
+
+    @property
+    def running(self) -> int:
+        return self._running
+
+    def _take_callbacks(self) -> list[Callable[[], None]]:
+        if self._running or not self.retired:
+            return []
+        callbacks, self._on_idle = self._on_idle, []
+        return callbacks
+
+
+def _run_all(callbacks: list[Callable[[], None]]) -> None:
+    for callback in callbacks:
+        callback()
+
+
+# -- reading files -------------------------------------------------------------
+
+
+def is_module_name(name: str) -> bool:
+    return name.isidentifier() and name.isascii()
+
+
+class CommandsDir:
+    """The folder of command files; the only place modules are ever read from."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path).resolve()
+
+    def file_for(self, name: str) -> Path | None:
+        """The file for module ``name`` if it is a regular file directly inside the folder.
+
+        Symlinks are allowed only when they resolve inside the folder, so nothing
+        outside ``commands/`` can ever be loaded.
+        """
+        if not is_module_name(name):
+            return None
+        candidate = self.path / f"{name}.py"
+        resolved = candidate.resolve()
+        if resolved.parent != self.path or not resolved.is_file():
+            return None
+        return candidate
+
+    def scan(self) -> dict[str, Path]:
+        """Every loadable module in the folder: ``stem -> path``."""
+        found = {}
+        if self.path.is_dir():
+            for entry in sorted(self.path.glob("*.py")):
+                path = self.file_for(entry.stem)
+                if path is not None:
+                    found[entry.stem] = path
+        return found
+
+    def display(self, path: Path) -> str:
+        """A short name for messages: ``commands/dice.py``."""
+        try:
+            return f"{self.path.name}/{Path(path).resolve().relative_to(self.path)}"
+        except ValueError:
+            return str(path)
+
+
+def sha256_of(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    imports: frozenset[str]
+    problems: tuple[tuple[int, str], ...]
+
+
+def inspect_source(source: bytes, namespace: str) -> SourceInfo:
+    """Static facts about a module: which sibling modules it imports, and rule violations.
+
+    Sibling imports must be at module level (``from . import _x`` or
+    ``from ._x import y``): an import inside a function would run against
+    whatever generation is current at call time, not the one the function
+    belongs to.
+    """
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return SourceInfo(frozenset(), ())  # compile() reports it with file:line
+    imports: set[str] = set()
+    problems: list[tuple[int, str]] = []
+    top_level = set(map(id, tree.body))
+
+    for node in ast.walk(tree):
+        names: list[str] = []
+        if isinstance(node, ast.ImportFrom):
+            if node.level == 1:
+                names = [node.module.split(".")[0]] if node.module else [a.name for a in node.names]
+            elif node.level > 1:
+                problems.append(
+                    (
+                        node.lineno,
+                        "command modules live in one flat folder; use 'from . import name'",
+                    )
+                )
+            elif node.module and node.module.split(".")[0] == namespace:
+                parts = node.module.split(".")
+                names = [parts[1]] if len(parts) > 1 else [a.name for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [
+                a.name.split(".")[1]
+                for a in node.names
+                if a.name.split(".")[0] == namespace and "." in a.name
+            ]
+        if names:
+            imports.update(names)
+            if id(node) not in top_level:
+                problems.append(
+                    (
+                        node.lineno,
+                        f"import {', '.join(names)} at the top of the file,"
+                        " not inside a function or block",
+                    )
+                )
+    return SourceInfo(frozenset(imports), tuple(problems))
+
+
+# -- the import machinery ------------------------------------------------------
+
+
+class _CompileLoader(importlib.abc.Loader):
+    """Compiles the bytes on disk on every load; never reads or writes ``__pycache__``."""
+
+    def __init__(self, path: Path, source: bytes) -> None:
+        self.path = path
+        self.source = source
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> None:
+        return None
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        filename = str(self.path)
+        code = compile(self.source, filename, "exec", dont_inherit=True)
+        # Pin the text that runs so tracebacks show it even after the file changes
+        # (linecache would otherwise read the *current* file). mtime None: never invalidated.
+        lines = self.source.decode("utf-8", "replace").splitlines(True)
+        linecache.cache[filename] = (len(self.source), None, lines, filename)
+        exec(code, module.__dict__)
+
+
+class _SealedFinder(importlib.abc.MetaPathFinder):
+    """Resolves ``<namespace>.<stem>`` to a file in the commands folder, and nothing else."""
+
+    def __init__(self, namespace: str, folder: CommandsDir, sources: dict[str, bytes]) -> None:
+        self.namespace = namespace
+        self.folder = folder
+        self.sources = sources  # stem -> the exact bytes executed, for hashing
+
+    def find_spec(
+        self, fullname: str, path: object = None, target: object = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        package, _, name = fullname.rpartition(".")
+        if package != self.namespace:
+            return None
+        file = self.folder.file_for(name)
+        if file is None:
+            return None
+        source = file.read_bytes()
+        self.sources[name] = source
+        return importlib.util.spec_from_file_location(
+            fullname, file, loader=_CompileLoader(file, source)
+        )
+
+
+# -- transactions --------------------------------------------------------------
+
+
+class Loader:
+    """Builds new module sets for one commands folder under one ``sys.modules`` namespace."""
+
+    def __init__(self, folder: Path, namespace: str = "commands") -> None:
+        self.folder = CommandsDir(folder)
+        self.namespace = namespace
+        self._lock = threading.Lock()
+
+    def prepare(
+        self,
+        current: Mapping[str, LoadedModule],
+        want: Iterable[str],
+        fresh: Iterable[str],
+        reserved: Mapping[str, str] | None = None,
+    ) -> Transaction:
+        """Execute a new module set; the caller must ``commit()`` or ``rollback()`` it.
+
+        ``want`` are the command modules that should be loaded afterwards;
+        ``fresh`` are modules (commands or helpers) to execute again from disk.
+        Modules that import a fresh one, directly or not, are executed again too.
+        Every other wanted module keeps its current object. ``reserved`` maps
+        command names that are taken already (built-ins) to who owns them.
+        Raises LoadFailed, with ``sys.modules`` untouched, if anything fails.
+        """
+        self._lock.acquire()  # released by commit() / rollback()
+        try:
+            return self._prepare(current, set(want), set(fresh), dict(reserved or {}))
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _prepare(
+        self,
+        current: Mapping[str, LoadedModule],
+        want: set[str],
+        fresh: set[str],
+        reserved: dict[str, str],
+    ) -> Transaction:
+        errors = [
+            LoadError(name, f"{self.folder.path.name}/{name}.py", None, "no such file")
+            for name in sorted(want)
+            if self.folder.file_for(name) is None
+        ]
+        if errors:
+            raise LoadFailed(errors)
+
+        execute = self._closure(current, want, fresh)
+        keep = {n: m for n, m in current.items() if n not in execute}
+        txn = Transaction(self, current, execute)
+        sources: dict[str, bytes] = {}
+        finder = _SealedFinder(self.namespace, self.folder, sources)
+        txn.begin()
+        sys.meta_path.insert(0, finder)
+        try:
+            for name in sorted(n for n in want if n in execute):
+                try:
+                    importlib.import_module(f"{self.namespace}.{name}")
+                except (Exception, SystemExit) as exc:  # a module may even call sys.exit()
+                    errors.append(self._describe(name, exc))
+        finally:
+            sys.meta_path.remove(finder)
+
+        modules = dict(keep)
+        for name, source in sources.items():
+            module = sys.modules.get(f"{self.namespace}.{name}")
+            if module is None:
+                continue  # failed; already reported
+            info = inspect_source(source, self.namespace)
+            path = self.folder.path / f"{name}.py"
+            shown = self.folder.display(path)
+            errors += [LoadError(name, shown, line, msg) for line, msg in info.problems]
+            specs, problems = _collect_commands(module, name)
+            errors += [LoadError(name, shown, line, msg) for line, msg in problems]
+            modules[name] = LoadedModule(
+                name=name,
+                path=path,
+                module=module,
+                sha256=hashlib.sha256(source).hexdigest(),
+                imports=info.imports,
+                commands=specs if not name.startswith("_") else (),
+            )
+        modules = {n: m for n, m in modules.items() if n in want or n.startswith("_")}
+        errors += _duplicates(modules, reserved, self.folder, execute)
+        if errors:
+            txn.rollback()
+            raise LoadFailed(errors)
+        txn.modules = _prune_helpers(modules, want)
+        return txn
+
+    def _closure(
+        self, current: Mapping[str, LoadedModule], want: set[str], fresh: set[str]
+    ) -> set[str]:
+        """Which modules to execute: fresh ones, new ones, and everything that imports them."""
+        execute = set(fresh) | {n for n in want if n not in current}
+        graph = {n: m.imports for n, m in current.items()}
+        changed = True
+        while changed:
+            changed = False
+            for name, imports in graph.items():
+                if name not in execute and imports & execute:
+                    execute.add(name)
+                    changed = True
+        return execute
+
+    def _describe(self, name: str, exc: BaseException) -> LoadError:
+        """Turn an import-time exception into text with the most useful file:line."""
+        try:
+            if isinstance(exc, SyntaxError):
+                file = self.folder.display(Path(exc.filename)) if exc.filename else f"{name}.py"
+                return LoadError(name, file, exc.lineno, f"{type(exc).__name__}: {exc.msg}")
+            frames = traceback.extract_tb(exc.__traceback__)
+            inside = [f for f in frames if _inside(f.filename, self.folder.path)]
+            where = inside[-1] if inside else None
+            file = self.folder.display(Path(where.filename)) if where else f"{name}.py"
+            message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            return LoadError(name, file, where.lineno if where else None, message)
+        finally:
+            # A kept traceback pins the failed generation's globals in memory.
+            traceback.clear_frames(exc.__traceback__)
+            exc.__traceback__ = None
+
+
+class Transaction:
+    """A new module set, executed but not yet live."""
+
+    def __init__(
+        self, loader: Loader, current: Mapping[str, LoadedModule], execute: set[str]
+    ) -> None:
+        self.loader = loader
+        self.current = current
+        self.execute = execute
+        self.modules: dict[str, LoadedModule] = {}
+        self._saved: dict[str, types.ModuleType] = {}
+        self._done = False
+
+    def begin(self) -> None:
+        """Take the modules being replaced out of ``sys.modules`` (kept for rollback)."""
+        ns = self.loader.namespace
+        self._saved = {k: v for k, v in sys.modules.items() if k == ns or k.startswith(ns + ".")}
+        for name in self.execute:
+            sys.modules.pop(f"{ns}.{name}", None)
+        package = sys.modules.get(ns)
+        if package is None:
+            package = types.ModuleType(ns, f"Command modules from {self.loader.folder.path}")
+            package.__path__ = []  # children resolve only through our sealed finder
+            package.__spec__ = importlib.machinery.ModuleSpec(ns, None, is_package=True)
+            sys.modules[ns] = package
+
+    @property
+    def replaced(self) -> dict[str, LoadedModule]:
+        """Old versions that stop serving at commit: re-executed or dropped modules."""
+        return {
+            n: m
+            for n, m in self.current.items()
+            if n not in self.modules or self.modules[n] is not m
+        }
+
+    def commit(self) -> None:
+        self._finish(self.modules)
+
+    def rollback(self) -> None:
+        if self._done:
+            return
+        ns = self.loader.namespace
+        for key in [k for k in sys.modules if k.startswith(ns + ".")]:
+            del sys.modules[key]
+        sys.modules.update(self._saved)
+        self._finish(self.current)
+
+    def _finish(self, modules: Mapping[str, LoadedModule]) -> None:
+        if self._done:
+            return
+        ns = self.loader.namespace
+        for key in [k for k in sys.modules if k.startswith(ns + ".")]:
+            if key.split(".", 1)[1] not in modules:
+                del sys.modules[key]
+        # The import system sets children as package attributes; rebuild them so the
+        # package never holds on to a replaced or failed module.
+        package = sys.modules.get(ns)
+        if package is not None:
+            for attr in [a for a, v in vars(package).items() if isinstance(v, types.ModuleType)]:
+                delattr(package, attr)
+            for name, loaded in modules.items():
+                sys.modules[f"{ns}.{name}"] = loaded.module
+                setattr(package, name, loaded.module)
+        self._saved = {}
+        self._done = True
+        self.loader._lock.release()
+
+
+def _inside(filename: str, folder: Path) -> bool:
+    try:
+        return Path(filename).resolve().parent == folder
+    except (OSError, ValueError):
+        return False
+
+
+def _collect_commands(
+    module: types.ModuleType, name: str
+) -> tuple[tuple[CommandSpec, ...], list[tuple[int | None, str]]]:
+    specs = []
+    problems: list[tuple[int | None, str]] = []
+    for value in vars(module).values():
+        spec = command_spec(value)
+        if spec is None or getattr(spec.func, "__module__", None) != module.__name__:
+            continue  # imported from a helper: it belongs to the helper
+        line = getattr(getattr(spec.func, "__code__", None), "co_firstlineno", None)
+        if name.startswith("_"):
+            problems.append(
+                (
+                    line,
+                    f"helper modules (named _*) cannot define commands;"
+                    f" move {spec.name!r} to a command module",
+                )
+            )
+        elif not spec.help.strip():
+            problems.append(
+                (line, f"command {spec.name!r} has no docstring; its docstring is its help text")
+            )
+        else:
+            specs.append(spec)
+    return tuple(sorted(specs, key=lambda s: s.name)), problems
+
+
+def _duplicates(
+    modules: Mapping[str, LoadedModule],
+    reserved: dict[str, str],
+    folder: CommandsDir,
+    fresh: set[str],
+) -> list[LoadError]:
+    """Every command name or alias claimed twice; blamed on the module being (re)loaded."""
+    owners = dict(reserved)
+    errors = []
+    # Unchanged modules first, so a clash is reported at the file that introduced it.
+    for name in sorted(modules, key=lambda n: (n in fresh, n)):
+        loaded = modules[name]
+        for spec in loaded.commands:
+            file = folder.display(loaded.path)
+            line = getattr(getattr(spec.func, "__code__", None), "co_firstlineno", None)
+            for alias in spec.names:
+                if alias in owners:
+                    message = f"command name {alias!r} is already used by {owners[alias]}"
+                    errors.append(LoadError(name, file, line, message))
+                else:
+                    owners[alias] = f"{file}:{line}"
+    return errors
+
+
+def _prune_helpers(modules: dict[str, LoadedModule], want: set[str]) -> dict[str, LoadedModule]:
+    """Keep helpers only while a wanted module still imports them (directly or not)."""
+    needed: set[str] = set()
+    stack = [n for n in modules if n in want]
+    while stack:
+        name = stack.pop()
+        if name in needed or name not in modules:
+            continue
+        needed.add(name)
+        stack.extend(modules[name].imports)
+    return {n: m for n, m in modules.items() if n in needed}
