@@ -178,7 +178,7 @@ class App:
                 want -= bad
 
     def reload(self, names: Iterable[str] = (), *, force: bool = False) -> ReloadReport:
-        """Reload ``names``; by default every loaded module whose file changed (all if ``force``)."""
+        """Reload ``names``; by default each loaded module whose file changed (all if ``force``)."""
         names = list(names)
         with self._reload_lock:
             current = self.registry.modules

@@ -148,10 +148,8 @@ class Dispatcher:
                 ctx.nick,
                 "".join(traceback.format_exception(exc)),
             )
-            detail = str(exc).splitlines()[0][:200] if str(exc) else ""
-            ctx.reply(
-                f"{spec.name} failed: {type(exc).__name__}{': ' if detail else ''}{detail} ({where})"
-            )
+            detail = f": {str(exc).splitlines()[0][:200]}" if str(exc).strip() else ""
+            ctx.reply(f"{spec.name} failed: {type(exc).__name__}{detail} ({where})")
         finally:
             self._done(call_id, entry.module)
 
