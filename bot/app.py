@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from bot.api import CommandSpec
 from bot.builtins import Builtins
@@ -24,6 +24,7 @@ from bot.config import Config
 from bot.connection import Backoff, Connection, ConnectionSettings
 from bot.dispatch import Dispatcher
 from bot.loader import LoadedModule, Loader, LoadError, LoadFailed, inspect_source, sha256_of
+from bot.message import Message, Source
 from bot.outbox import Outbox, OutboxError
 from bot.registry import Registry
 from bot.storage import Storage
@@ -88,8 +89,39 @@ class ModuleHandle:
         self._say(target, text)
 
 
+class Transport(Protocol):
+    """Where messages come from and replies go: the IRC connection, or the console."""
+
+    nick: str
+
+    def run(self) -> None: ...
+    def stop(self, message: str) -> None: ...
+    def wake(self) -> None: ...
+    def call_later(self, delay: float, fn: Callable[[], None]) -> None: ...
+    def set_channels(self, channels: tuple[str, ...]) -> None: ...
+    def change_nick(self, nicks: tuple[str, ...]) -> None: ...
+    def reconnect(self, reason: str) -> None: ...
+    def source_length(self) -> int: ...
+
+
+OnEvent = Callable[[str, Source, str, list[str]], None]
+TransportFactory = Callable[[Config, Outbox, Callable[[Message], None], OnEvent], Transport]
+
+
+def irc_transport(
+    config: Config, outbox: Outbox, on_message: Callable[[Message], None], on_event: OnEvent
+) -> Connection:
+    return Connection(_settings(config), outbox, on_message, on_event=on_event, backoff=Backoff())
+
+
 class App:
-    def __init__(self, config: Config, *, namespace: str | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        namespace: str | None = None,
+        transport: TransportFactory = irc_transport,
+    ) -> None:
         self.config = config
         # Each App in a process needs its own sys.modules namespace (tests run several).
         self.namespace = namespace or (
@@ -109,8 +141,8 @@ class App:
             wake=lambda: self.connection.wake(),
         )
         self.dispatcher = Dispatcher(self, self.executor)
-        self.connection = Connection(
-            _settings(config), self.outbox, self.dispatcher.handle, backoff=Backoff()
+        self.connection: Transport = transport(
+            config, self.outbox, self.dispatcher.handle, self._on_event
         )
 
     # -- what the dispatcher and commands use ------------------------------------
@@ -126,7 +158,10 @@ class App:
             log.warning("reply dropped: %s", exc)
 
     def call_later(self, delay: float, fn: Callable[[], None]) -> None:
-        self.connection.call_soon(lambda: self.connection.after(delay, fn))
+        self.connection.call_later(delay, fn)
+
+    def _on_event(self, kind: str, source: Source, target: str, args: list[str]) -> None:
+        """Joins, parts, nick changes...: handed to module listeners (none yet)."""
 
     def state_for(self, module: str) -> MutableMapping[str, Any]:
         if self.storage is not None:

@@ -193,6 +193,10 @@ class Connection:
     def wake(self) -> None:
         self.reactor.wake()
 
+    def call_later(self, delay: float, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the connection thread after ``delay`` seconds; safe from any thread."""
+        self.call_soon(lambda: self.after(delay, fn))
+
     def stop(self, message: str = "Shutting down") -> None:
         """Ask the loop to send QUIT and return; safe from any thread or signal handler."""
         self._quit_message = message
