@@ -15,12 +15,13 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Protocol
 
 from bot.api import CommandSpec
 from bot.builtins import Builtins
-from bot.config import Config
+from bot.config import Config, ConfigError, diff, load_config
 from bot.connection import Backoff, Connection, ConnectionSettings
 from bot.dispatch import Dispatcher
 from bot.loader import LoadedModule, Loader, LoadError, LoadFailed, inspect_source, sha256_of
@@ -28,6 +29,7 @@ from bot.message import Message, Source
 from bot.outbox import Outbox, OutboxError
 from bot.registry import Registry
 from bot.storage import Storage
+from bot.watcher import DebouncedWatcher, is_python_source
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +103,7 @@ class Transport(Protocol):
     def set_channels(self, channels: tuple[str, ...]) -> None: ...
     def change_nick(self, nicks: tuple[str, ...]) -> None: ...
     def reconnect(self, reason: str) -> None: ...
+    def update_settings(self, settings: ConnectionSettings) -> None: ...
     def source_length(self) -> int: ...
 
 
@@ -144,6 +147,9 @@ class App:
         self.connection: Transport = transport(
             config, self.outbox, self.dispatcher.handle, self._on_event
         )
+        self._commands_watcher: DebouncedWatcher | None = None
+        self._config_watcher: DebouncedWatcher | None = None
+        self._unloaded_by_admin: set[str] = set()  # the watcher does not bring these back
 
     # -- what the dispatcher and commands use ------------------------------------
 
@@ -176,6 +182,8 @@ class App:
         for error in report.errors:
             log.error("module not loaded: %s", error)
         log.info("modules: %s", report.summary())
+        self.watch_config()
+        self.watch_commands(self.config.watch)
         try:
             self.connection.run()
         finally:
@@ -185,6 +193,9 @@ class App:
         self.connection.stop(message)
 
     def close(self) -> None:
+        self.watch_commands(False)
+        if self._config_watcher is not None:
+            self._config_watcher.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)
         with self._reload_lock:
             for loaded in self.registry.command_modules():
@@ -243,7 +254,10 @@ class App:
                     errors=[f"no module {name!r} in {self.loader.folder.path.name}/"]
                 )
             want = {n for n, m in self.registry.modules.items() if not m.is_helper} | {name}
-            return self._apply(want, {name} | self._changed_helpers([name]))
+            report = self._apply(want, {name} | self._changed_helpers([name]))
+            if report.ok:
+                self._unloaded_by_admin.discard(name)
+            return report
 
     def unload(self, name: str) -> ReloadReport:
         with self._reload_lock:
@@ -251,7 +265,111 @@ class App:
             if loaded is None or loaded.is_helper:
                 return ReloadReport(errors=[f"{name} is not a loaded command module"])
             want = {n for n, m in self.registry.modules.items() if not m.is_helper} - {name}
-            return self._apply(want, set())
+            report = self._apply(want, set())
+            if report.ok:
+                self._unloaded_by_admin.add(name)
+            return report
+
+    # -- live changes: watched files and config.yaml -----------------------------
+
+    def watch_commands(self, enabled: bool) -> None:
+        """Turn automatic reloading on file change on or off."""
+        watcher = self._commands_watcher
+        if enabled and watcher is None:
+            watcher = DebouncedWatcher(
+                self.loader.folder.path, is_python_source, self._on_files_changed
+            )
+            watcher.start()
+            self._commands_watcher = watcher
+            log.info("watching %s for changes", self.loader.folder.path)
+        elif not enabled and watcher is not None:
+            watcher.stop()
+            self._commands_watcher = None
+            log.info("stopped watching %s", self.loader.folder.path)
+
+    def watch_config(self) -> None:
+        path = self.config.path
+        if path is None or self._config_watcher is not None:
+            return
+        self._config_watcher = DebouncedWatcher(
+            path.parent, lambda p: p.name == path.name, lambda paths: self._on_config_saved()
+        )
+        self._config_watcher.start()
+
+    def _on_files_changed(self, paths: frozenset[Path]) -> None:
+        """The watcher's batch: decide from the disk what changed, then one transaction."""
+        report = self.sync_with_disk({p.stem for p in paths})
+        if report.ok and not (report.reloaded or report.loaded or report.unloaded):
+            return  # a touch, or a save that changed nothing
+        self.notify(f"auto-reload: {report.summary()}")
+
+    def sync_with_disk(self, names: set[str]) -> ReloadReport:
+        """Load new files, reload changed ones, unload deleted ones, among ``names``."""
+        with self._reload_lock:
+            current = self.registry.modules
+            want = {n for n, m in current.items() if not m.is_helper}
+            fresh: set[str] = set()
+            for name in names:
+                exists = self.loader.folder.file_for(name) is not None
+                loaded = current.get(name)
+                if loaded is not None and not exists:
+                    want.discard(name)
+                    if loaded.is_helper:
+                        fresh.add(name)  # its importers reload, and fail if they still use it
+                elif loaded is not None and sha256_of(loaded.path) != loaded.sha256:
+                    fresh.add(name)
+                elif loaded is None and exists and not self._admin_keeps_out(name):
+                    want.add(name)
+                    fresh |= {name} | self._changed_helpers([name])
+            if want == {n for n, m in current.items() if not m.is_helper} and not fresh:
+                return ReloadReport(unchanged=len(current))
+            return self._apply(want, fresh)
+
+    def _admin_keeps_out(self, name: str) -> bool:
+        return name.startswith("_") or name in self._unloaded_by_admin
+
+    def notify(self, text: str) -> None:
+        """Tell the operators: the log always, and the ``notify`` targets if configured."""
+        log.info("%s", text)
+        for target in self.config.notify:
+            self.say(target, text)
+
+    def _on_config_saved(self) -> None:
+        result = self.rehash()
+        self.notify(f"config.yaml: {result}")
+
+    def rehash(self) -> str:
+        """Re-read config.yaml; apply it as a diff, or keep the old one and say why not."""
+        path = self.config.path
+        if path is None:
+            return "no config file to re-read"
+        with self._reload_lock:
+            try:
+                new = load_config(path)
+            except ConfigError as exc:
+                log.error("config.yaml not applied, the old config stays in force:\n%s", exc)
+                return "not applied, old config kept: " + " | ".join(map(str, exc.problems))
+            old = self.config
+            change = diff(old, new)
+            if not change.changed:
+                return "no changes"
+            if new.commands_dir != old.commands_dir:
+                new = replace(new, commands_dir=old.commands_dir)  # needs a restart
+            self.config = new
+            self.outbox.bucket.configure(new.rate_limit.per_second, new.rate_limit.burst)
+            if change.join or change.part:
+                self.connection.set_channels(new.channels)
+            if new.nicks != old.nicks:
+                self.connection.change_nick(new.nicks)
+            if new.watch != old.watch:
+                self.watch_commands(new.watch)
+            if change.needs_reconnect:
+                self.connection.update_settings(_settings(new))
+            logging.getLogger().setLevel(new.log_level)
+            return change.describe()
+
+    def reconnect(self) -> None:
+        self.connection.reconnect("Reconnecting (asked by an admin)")
 
     def _users_of(self, names: set[str]) -> set[str]:
         """``names`` plus every module on disk that imports one of them, directly or not."""

@@ -1,4 +1,4 @@
-"""Built-in commands: help for everyone; reload, load, unload and modules for admins.
+"""Built-in commands: help for everyone; module and config control for admins.
 
 They use the same Context as any command module, but close over the App, so
 they are not reloadable and their names are reserved.
@@ -27,6 +27,8 @@ class Builtins:
             CommandSpec("load", (), True, self.load),
             CommandSpec("unload", (), True, self.unload),
             CommandSpec("modules", (), True, self.modules),
+            CommandSpec("rehash", (), True, self.rehash),
+            CommandSpec("reconnect", (), True, self.reconnect),
         )
 
     @property
@@ -82,6 +84,15 @@ class Builtins:
             busy = ", ".join(f"{r.name} for {r.nick} ({now - r.started:.0f}s)" for r in running)
             lines.append(f"running: {busy}")
         return lines
+
+    def rehash(self, ctx: Context, args: str) -> str:
+        """rehash -- re-read config.yaml and apply what changed, without reconnecting"""
+        return "rehash: " + self.app.rehash()
+
+    def reconnect(self, ctx: Context, args: str) -> str:
+        """reconnect -- drop the connection on purpose and connect again (new server settings)"""
+        self.app.reconnect()
+        return "reconnecting"
 
     def _one_module(self, args: str, verb: str) -> str:
         names = _module_names(args.split())

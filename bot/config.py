@@ -322,6 +322,7 @@ class ConfigChange:
     nick: str | None = None
     changed: tuple[str, ...] = ()  # top-level keys that differ
     needs_reconnect: tuple[str, ...] = ()
+    needs_restart: tuple[str, ...] = ()
 
     def describe(self) -> str:
         if not self.changed:
@@ -333,13 +334,15 @@ class ConfigChange:
             parts.append(f"leaving {', '.join(self.part)}")
         if self.nick:
             parts.append(f"nick -> {self.nick}")
-        live = [k for k in self.changed if k not in ("channels", "nick", *self.needs_reconnect)]
+        later = ("channels", "nick", *self.needs_reconnect, *self.needs_restart)
+        live = [k for k in self.changed if k not in later]
         if live:
             parts.append(f"applied {', '.join(live)}")
         if self.needs_reconnect:
-            parts.append(
-                f"{', '.join(self.needs_reconnect)} take effect on the next reconnect (!reconnect)"
-            )
+            keys = ", ".join(self.needs_reconnect)
+            parts.append(f"{keys}: takes effect on the next reconnect (!reconnect)")
+        if self.needs_restart:
+            parts.append(f"{', '.join(self.needs_restart)}: takes effect on restart")
         return "; ".join(parts)
 
 
@@ -358,5 +361,11 @@ def diff(old: Config, new: Config) -> ConfigChange:
         part=tuple(c for k, c in old_ch.items() if k not in new_ch),
         nick=new.nick if new.nick != old.nick else None,
         changed=changed,
-        needs_reconnect=tuple(k for k in changed if k in ("server", "username", "realname")),
+        needs_reconnect=tuple(k for k in changed if k in _RECONNECT_KEYS),
+        needs_restart=tuple(k for k in changed if k in _RESTART_KEYS),
     )
+
+
+# Keys a running bot cannot apply in place; everything else is applied at once.
+_RECONNECT_KEYS = ("server", "username", "realname")
+_RESTART_KEYS = ("commands_dir", "state_db", "workers")

@@ -212,6 +212,16 @@ class Connection:
     def reconnect(self, reason: str = "Reconnecting") -> None:
         self.call_soon(lambda: self._reconnect_now(reason))
 
+    def update_settings(self, settings: ConnectionSettings) -> None:
+        """Use these server/identity settings from the next connect on."""
+
+        def swap() -> None:
+            settings.channels = self.settings.channels  # these two are applied live
+            settings.nicks = self.settings.nicks
+            self.settings = settings
+
+        self.call_soon(swap)
+
     # -- the loop ---------------------------------------------------------------
 
     def run(self) -> None:
