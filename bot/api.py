@@ -26,12 +26,18 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, overload
 
 __all__ = [
+    "EVENT_KINDS",
     "Bot",
     "CommandError",
     "CommandSpec",
     "Context",
+    "Event",
+    "ListenerSpec",
     "ReplyValue",
+    "Timer",
     "command",
+    "on_event",
+    "on_message",
 ]
 
 #: What a command may return: one reply line, several, or nothing.
@@ -39,6 +45,10 @@ ReplyValue = str | Iterable[str] | None
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 _MARK = "__reloadbot_command__"
+_LISTEN = "__reloadbot_listeners__"
+
+#: Events ``@on_event`` can listen to.
+EVENT_KINDS = frozenset({"join", "part", "quit", "nick", "kick"})
 
 
 class CommandError(Exception):
@@ -76,6 +86,28 @@ class Context(Protocol):
         """Send another line where the command was said (channel, or the user in private)."""
 
 
+@dataclass(frozen=True)
+class Event:
+    """Someone joined, left, quit, changed nick or was kicked.
+
+    ``nick`` is who it happened to (for ``kick``: the one kicked), ``channel``
+    is None for ``quit`` and ``nick``, and ``text`` is the part/quit/kick
+    message, or the new nick for ``nick``.
+    """
+
+    kind: str
+    nick: str
+    channel: str | None
+    text: str = ""
+
+
+class Timer(Protocol):
+    """A scheduled call; cancelled automatically when its module is reloaded or unloaded."""
+
+    def cancel(self) -> None:
+        """Stop it; a call already running finishes."""
+
+
 class Bot(Protocol):
     """What a module's optional ``setup(bot)`` and ``teardown(bot)`` receive."""
 
@@ -93,6 +125,12 @@ class Bot(Protocol):
 
     def say(self, target: str, text: str) -> None:
         """Send ``text`` to a channel or nick."""
+
+    def after(self, seconds: float, func: Callable[[], object]) -> Timer:
+        """Call ``func()`` once, ``seconds`` from now, on a worker thread."""
+
+    def every(self, seconds: float, func: Callable[[], object]) -> Timer:
+        """Call ``func()`` every ``seconds``, on a worker thread."""
 
 
 CommandFunc = Callable[[Any, str], ReplyValue]
@@ -177,6 +215,60 @@ def _valid_name(name: str) -> str:
             " starting with a letter or digit"
         )
     return lowered
+
+
+@dataclass(frozen=True)
+class ListenerSpec:
+    """What ``@on_message``/``@on_event`` attach to a function; read by the loader."""
+
+    pattern: re.Pattern[str] | None  # for messages
+    events: frozenset[str]  # for events
+    func: Callable[..., ReplyValue]
+
+
+def on_message(pattern: str) -> Callable[[F], F]:
+    """Call ``func(ctx, match)`` for every message (commands included) that ``pattern`` matches.
+
+    ``pattern`` is a regular expression searched anywhere in the text, e.g.
+    ``r"(\\S+)\\+\\+"``; ``match`` is the ``re.Match``. Replies go where the
+    message was said. Useful for ``karma`` (``nick++``) or ``seen``.
+    """
+    compiled = re.compile(pattern)
+
+    def mark(f: F) -> F:
+        _add_listener(f, ListenerSpec(compiled, frozenset(), f))
+        return f
+
+    return mark
+
+
+def on_event(*kinds: str) -> Callable[[F], F]:
+    """Call ``func(ctx, event)`` when someone joins, parts, quits, changes nick or is kicked.
+
+    ``kinds`` are among ``join``, ``part``, ``quit``, ``nick``, ``kick``; ``event`` is an Event.
+    """
+    unknown = set(kinds) - EVENT_KINDS
+    if unknown or not kinds:
+        raise ValueError(f"on_event takes some of {sorted(EVENT_KINDS)}, got {sorted(unknown)}")
+
+    def mark(f: F) -> F:
+        _add_listener(f, ListenerSpec(None, frozenset(kinds), f))
+        return f
+
+    return mark
+
+
+def _add_listener(func: object, spec: ListenerSpec) -> None:
+    existing: tuple[ListenerSpec, ...] = getattr(func, _LISTEN, ())
+    setattr(func, _LISTEN, (*existing, spec))
+
+
+def listener_specs(obj: object) -> tuple[ListenerSpec, ...]:
+    """The specs ``@on_message``/``@on_event`` attached to ``obj`` (used by the loader)."""
+    specs = getattr(obj, _LISTEN, ())
+    return (
+        tuple(s for s in specs if isinstance(s, ListenerSpec)) if isinstance(specs, tuple) else ()
+    )
 
 
 def command_spec(obj: object) -> CommandSpec | None:

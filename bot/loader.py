@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.api import CommandSpec, command_spec
+from bot.api import CommandSpec, ListenerSpec, command_spec, listener_specs
 
 IDENTIFIER_HINT = "module names are file stems made of letters, digits and '_', like 'dice'"
 
@@ -74,6 +74,7 @@ class LoadedModule:
     sha256: str
     imports: frozenset[str]
     commands: tuple[CommandSpec, ...] = ()
+    listeners: tuple[ListenerSpec, ...] = ()
     activity: Activity = field(default_factory=lambda: Activity())
 
     @property
@@ -362,6 +363,7 @@ class Loader:
                 sha256=hashlib.sha256(source).hexdigest(),
                 imports=info.imports,
                 commands=specs if not name.startswith("_") else (),
+                listeners=_collect_listeners(module) if not name.startswith("_") else (),
             )
         modules = {n: m for n, m in modules.items() if n in want or n.startswith("_")}
         errors += _duplicates(modules, reserved, self.folder, execute)
@@ -504,6 +506,14 @@ def _collect_commands(
         else:
             specs.append(spec)
     return tuple(sorted(specs, key=lambda s: s.name)), problems
+
+
+def _collect_listeners(module: types.ModuleType) -> tuple[ListenerSpec, ...]:
+    found = []
+    for value in vars(module).values():
+        if getattr(value, "__module__", None) == module.__name__:
+            found += listener_specs(value)
+    return tuple(found)
 
 
 def _duplicates(

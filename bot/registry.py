@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from bot.api import CommandSpec
+from bot.api import CommandSpec, ListenerSpec
 from bot.loader import LoadedModule
 
 BUILTIN = "(built-in)"
@@ -44,6 +44,9 @@ class Registry:
                 for name in spec.names:
                     index.setdefault(name, Entry(spec, loaded))
         return cls(MappingProxyType(dict(modules)), builtins, MappingProxyType(index))
+
+    def listeners(self) -> list[tuple[ListenerSpec, LoadedModule]]:
+        return [(spec, m) for m in self.modules.values() for spec in m.listeners]
 
     def find(self, name: str) -> Entry | None:
         return self._index.get(name.lower())
