@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from bot.api import CommandSpec
+from bot.api import CommandSpec, Event
 from bot.builtins import Builtins
 from bot.config import Config, ConfigError, diff, load_config
 from bot.connection import Backoff, Connection, ConnectionSettings
@@ -78,17 +78,85 @@ class ReloadReport:
         return "; ".join(parts)
 
 
-@dataclass
-class ModuleHandle:
-    """What ``setup(bot)``/``teardown(bot)`` receive (see ``bot.api.Bot``)."""
+class ModuleTimer:
+    """A timer of one module version (see ``bot.api.Timer``).
 
-    module: str
-    state: MutableMapping[str, Any]
-    log: logging.Logger
-    _say: Callable[[str, str], None] = field(repr=False)
+    Cancelling drops the references to the module's code at once, so a pending
+    timer never keeps an old version alive until its due time.
+    """
+
+    def __init__(self, func: Callable[[], object], interval: float | None) -> None:
+        self.func: Callable[[], object] | None = func
+        self.interval = interval
+
+    def cancel(self) -> None:
+        self.func = None
+
+    @property
+    def cancelled(self) -> bool:
+        return self.func is None
+
+
+class ModuleHandle:
+    """What ``setup(bot)``/``teardown(bot)`` receive (see ``bot.api.Bot``).
+
+    Owns the module version's timers: they start when the version goes live and
+    are cancelled the moment it is replaced, so ten reloads never mean ten timers.
+    """
+
+    def __init__(self, app: App, loaded: LoadedModule) -> None:
+        self._app = app
+        self._loaded: LoadedModule | None = loaded
+        self.module = loaded.name
+        self.state = app.state_for(loaded.name)
+        self.log = _module_log(loaded.name)
+        self._timers: list[tuple[ModuleTimer, float]] = []
+        self._live = False
 
     def say(self, target: str, text: str) -> None:
-        self._say(target, text)
+        self._app.say(target, text)
+
+    def after(self, seconds: float, func: Callable[[], object]) -> ModuleTimer:
+        return self._add(ModuleTimer(func, None), seconds)
+
+    def every(self, seconds: float, func: Callable[[], object]) -> ModuleTimer:
+        if seconds <= 0:
+            raise ValueError("every() needs a positive interval")
+        return self._add(ModuleTimer(func, seconds), seconds)
+
+    def _add(self, timer: ModuleTimer, delay: float) -> ModuleTimer:
+        self._timers.append((timer, delay))
+        if self._live:
+            self._schedule(timer, delay)
+        return timer
+
+    def go_live(self) -> None:
+        self._live = True
+        for timer, delay in self._timers:
+            self._schedule(timer, delay)
+
+    def retire(self) -> None:
+        for timer, _ in self._timers:
+            timer.cancel()
+        self._timers.clear()
+        self._live = False
+
+    def forget(self) -> None:
+        """Drop the module version (after its teardown) so nothing here pins it."""
+        self._loaded = None
+
+    def _schedule(self, timer: ModuleTimer, delay: float) -> None:
+        self._app.call_later(max(0.0, delay), lambda: self._fire(timer))
+
+    def _fire(self, timer: ModuleTimer) -> None:
+        func, loaded = timer.func, self._loaded
+        if func is None or loaded is None or not self._live:
+            return
+        if timer.interval is None:
+            timer.cancel()
+        else:
+            self._schedule(timer, timer.interval)
+        self._app.dispatcher.run_timer(loaded, func)
 
 
 class Transport(Protocol):
@@ -150,6 +218,7 @@ class App:
         self._commands_watcher: DebouncedWatcher | None = None
         self._config_watcher: DebouncedWatcher | None = None
         self._unloaded_by_admin: set[str] = set()  # the watcher does not bring these back
+        self._handles: dict[LoadedModule, ModuleHandle] = {}  # live and draining versions
 
     # -- what the dispatcher and commands use ------------------------------------
 
@@ -167,7 +236,16 @@ class App:
         self.connection.call_later(delay, fn)
 
     def _on_event(self, kind: str, source: Source, target: str, args: list[str]) -> None:
-        """Joins, parts, nick changes...: handed to module listeners (none yet)."""
+        """Joins, parts, quits, nick changes and kicks from the transport, for listeners."""
+        if kind == "kick":
+            nick, channel, text = (args[0] if args else ""), target, " ".join(args[1:])
+        elif kind == "nick":
+            nick, channel, text = source.nick, None, target
+        elif kind == "quit":
+            nick, channel, text = source.nick, None, " ".join(args)
+        else:
+            nick, channel, text = source.nick, target, " ".join(args)
+        self.dispatcher.handle_event(Event(kind, nick, channel, text))
 
     def state_for(self, module: str) -> MutableMapping[str, Any]:
         if self.storage is not None:
@@ -409,19 +487,29 @@ class App:
             txn = self.loader.prepare(current, want, fresh, self.registry.reserved_names())
         except LoadFailed as exc:
             return _failed(exc.errors)
-        new_versions = [m for n, m in txn.modules.items() if current.get(n) is not m]
+        new_versions = [
+            m for n, m in txn.modules.items() if current.get(n) is not m and not m.is_helper
+        ]
         started: list[LoadedModule] = []
         for loaded in new_versions:
-            error = self._call_hook(loaded, "setup")
+            self._handles[loaded] = ModuleHandle(self, loaded)
+            error = self._migrate(loaded) or self._call_hook(loaded, "setup")
             if error:
                 for done in reversed(started):
                     self._teardown(done)
+                for loaded in new_versions:
+                    self._handles.pop(loaded, None)
                 txn.rollback()
                 return _failed([error])
             started.append(loaded)
         replaced = txn.replaced
         txn.commit()
         old_registry, self.registry = self.registry, Registry.build(txn.modules, self.builtins)
+        for old in replaced.values():
+            if old in self._handles:
+                self._handles[old].retire()  # its timers stop now, before the new ones start
+        for loaded in new_versions:
+            self._handles[loaded].go_live()
 
         report = _report(old_registry, self.registry, current, txn.modules, replaced)
         for old in replaced.values():
@@ -432,25 +520,60 @@ class App:
         return report
 
     def _teardown(self, loaded: LoadedModule) -> None:
+        """Stop a module version: its timers, then its ``teardown(bot)``; then forget it."""
+        handle = self._handles.get(loaded)
+        if handle is not None:
+            handle.retire()
         error = self._call_hook(loaded, "teardown")
         if error:
             log.error("teardown failed (the new code is serving anyway): %s", error)
+        handle = self._handles.pop(loaded, None)
+        if handle is not None:
+            handle.forget()
+
+    def _migrate(self, loaded: LoadedModule) -> LoadError | None:
+        """Run ``migrate(state, old_version)`` when ``STATE_VERSION`` went up."""
+        version = getattr(loaded.module, "STATE_VERSION", None)
+        if not isinstance(version, int) or isinstance(version, bool):
+            return None
+        versions = self.state_for(_VERSIONS)
+        old = versions.get(loaded.name, 0)
+        if version <= old:
+            return None
+        migrate = getattr(loaded.module, "migrate", None)
+        state = self.state_for(loaded.name)
+        try:
+            if callable(migrate):
+                transaction = getattr(state, "transaction", None)
+                if transaction is not None:
+                    with transaction() as atomic:
+                        migrate(atomic, old)
+                else:
+                    migrate(state, old)
+        except Exception as exc:
+            error = self.loader._describe(loaded.name, exc)
+            message = f"migrate() from state version {old} raised {error.message}"
+            return LoadError(error.module, error.file, error.line, message)
+        versions[loaded.name] = version
+        log.info("migrated the state of %s from version %d to %d", loaded.name, old, version)
+        return None
 
     def _call_hook(self, loaded: LoadedModule, hook: str) -> LoadError | None:
         fn = getattr(loaded.module, hook, None)
-        if not callable(fn) or loaded.is_helper:
+        handle = self._handles.get(loaded)
+        if not callable(fn) or handle is None:
             return None
-        handle = ModuleHandle(
-            loaded.name, self.state_for(loaded.name), _module_log(loaded.name), self.say
-        )
         try:
             fn(handle)
         except Exception as exc:
             error = self.loader._describe(loaded.name, exc)
-            return LoadError(
-                error.module, error.file, error.line, f"{hook}() raised {error.message}"
-            )
+            message = f"{hook}() raised {error.message}"
+            return LoadError(error.module, error.file, error.line, message)
         return None
+
+
+# Where each module's STATE_VERSION is kept; a helper-style name no module can own.
+_VERSIONS = "__state_versions__"
 
 
 def _module_log(name: str) -> logging.Logger:

@@ -10,6 +10,7 @@ from answering PINGs or other users.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -20,12 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from bot.api import CommandError
+from bot.api import CommandError, Event
 from bot.auth import is_admin
 from bot.config import Config
 from bot.loader import LoadedModule
 from bot.message import Message
-from bot.registry import Entry, Registry
+from bot.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +68,23 @@ class CallContext:
 
 @dataclass
 class Running:
-    """A command call in progress, for timeouts and ``!modules``."""
+    """A call in progress (command, listener or timer), for timeouts and ``!modules``."""
 
     name: str
     nick: str
     started: float
     future: Future[None] | None = None
+
+
+@dataclass
+class Job:
+    """One call to run on a worker: what to call, with which context, on whose behalf."""
+
+    name: str  # command name, or module.function for listeners and timers
+    module: LoadedModule | None  # None for built-ins
+    ctx: CallContext
+    call: Callable[[CallContext], object]
+    report_errors: bool = True  # commands tell the user; listeners and timers only log
 
 
 class Dispatcher:
@@ -81,77 +93,95 @@ class Dispatcher:
         self.executor = executor
         self._running: dict[int, Running] = {}
         self._lock = threading.Lock()
-        self._ids = iter(range(1, 2**63))
+        self._ids = itertools.count(1)
 
     def handle(self, message: Message) -> None:
         """Called for every PRIVMSG; returns at once."""
+        registry = self.host.registry  # one snapshot for this whole message
         config = self.host.config
+        admin = is_admin(message.source, config.admins)
+        for spec, module in registry.listeners():
+            match = spec.pattern.search(message.text) if spec.pattern else None
+            if match is not None:
+                ctx = self._context(module.name, message.source.nick, message.channel, admin)
+                call = _bind(spec.func, match)
+                self.start(Job(_label(module, spec.func), module, ctx, call, report_errors=False))
+
         if not message.text.startswith(config.prefix):
             return
         name, _, args = message.text[len(config.prefix) :].partition(" ")
-        if not name:
-            return
-        registry = self.host.registry  # one snapshot for this whole call
-        entry = registry.find(name)
+        entry = registry.find(name) if name else None
         if entry is None:
             return  # unknown commands get no reply: no noise in channels
-        admin = is_admin(message.source, config.admins)
         if entry.spec.admin and not admin:
             log.warning("refused %s%s to %s", config.prefix, entry.spec.name, message.source.mask)
-            self.host.say(
-                message.reply_target,
-                f"{message.source.nick}: {config.prefix}{entry.spec.name} is for admins only",
-            )
+            text = f"{message.source.nick}: {config.prefix}{entry.spec.name} is for admins only"
+            self.host.say(message.reply_target, text)
             return
-        if entry.module is not None:
-            entry.module.activity.enter()  # its teardown waits until this call ends
-        self.submit(entry, message, args.strip(), admin)
-
-    def submit(self, entry: Entry, message: Message, args: str, admin: bool) -> None:
+        if entry.spec.admin:
+            log.info("admin %s ran: %s", message.source.mask, message.text[:200])
         module_name = entry.module.name if entry.module else "builtins"
-        ctx = CallContext(
-            nick=message.source.nick,
-            channel=message.channel,
+        ctx = self._context(module_name, message.source.nick, message.channel, admin)
+        self.start(Job(entry.spec.name, entry.module, ctx, _bind(entry.spec.func, args.strip())))
+
+    def handle_event(self, event: Event) -> None:
+        """Joins, parts, quits, nick changes and kicks, for ``@on_event`` listeners."""
+        for spec, module in self.host.registry.listeners():
+            if event.kind in spec.events:
+                ctx = self._context(module.name, event.nick, event.channel, False)
+                call = _bind(spec.func, event)
+                self.start(Job(_label(module, spec.func), module, ctx, call, report_errors=False))
+
+    def run_timer(self, module: LoadedModule, func: Callable[[], object]) -> None:
+        ctx = self._context(module.name, "", None, False)
+        self.start(Job(_label(module, func), module, ctx, lambda ctx: func(), report_errors=False))
+
+    def _context(self, module: str, nick: str, channel: str | None, admin: bool) -> CallContext:
+        return CallContext(
+            nick=nick,
+            channel=channel,
             bot_nick=self.host.nick,
             is_admin=admin,
-            state=self.host.state_for(module_name),
-            log=logging.getLogger(f"commands.{module_name}"),
-            reply_target=message.reply_target,
+            state=self.host.state_for(module),
+            log=logging.getLogger(f"commands.{module}"),
+            reply_target=channel or nick,
             _say=self.host.say,
         )
+
+    def start(self, job: Job) -> None:
+        """Run ``job`` on the worker pool; its module version stays alive until it ends."""
+        if job.module is not None:
+            job.module.activity.enter()  # the old version's teardown waits for this call
         call_id = next(self._ids)
-        running = Running(entry.spec.name, message.source.nick, time.monotonic())
+        running = Running(job.name, job.ctx.nick, time.monotonic())
         with self._lock:
             self._running[call_id] = running
         try:
-            running.future = self.executor.submit(self._run, call_id, entry, ctx, args)
+            running.future = self.executor.submit(self._run, call_id, job)
         except RuntimeError:  # executor shut down: we are stopping
-            self._done(call_id, entry.module)
+            self._done(call_id, job.module)
             return
-        timeout = self.host.config.command_timeout
-        self.host.call_later(timeout, lambda: self._check_timeout(call_id, ctx, timeout))
+        if job.report_errors:
+            timeout = self.host.config.command_timeout
+            self.host.call_later(timeout, lambda: self._check_timeout(call_id, job.ctx, timeout))
 
-    def _run(self, call_id: int, entry: Entry, ctx: CallContext, args: str) -> None:
-        spec = entry.spec
+    def _run(self, call_id: int, job: Job) -> None:
+        ctx = job.ctx
         try:
-            for line in _lines(spec.func(ctx, args)):
+            for line in _lines(job.call(ctx)):
                 ctx.reply(line)
         except CommandError as exc:
-            ctx.reply(str(exc) or f"{spec.name}: invalid arguments (see help {spec.name})")
+            ctx.reply(str(exc) or f"{job.name}: invalid arguments (see help {job.name})")
         except Exception as exc:
-            folder = entry.module.path.parent if entry.module else None
+            folder = job.module.path.parent if job.module else None
             where = _where(exc, folder)
-            log.error(
-                "command %s (%s) failed for %s:\n%s",
-                spec.name,
-                where,
-                ctx.nick,
-                "".join(traceback.format_exception(exc)),
-            )
-            detail = f": {str(exc).splitlines()[0][:200]}" if str(exc).strip() else ""
-            ctx.reply(f"{spec.name} failed: {type(exc).__name__}{detail} ({where})")
+            trace = "".join(traceback.format_exception(exc))
+            log.error("%s (%s) failed for %s:\n%s", job.name, where, ctx.nick or "-", trace)
+            if job.report_errors:
+                detail = f": {str(exc).splitlines()[0][:200]}" if str(exc).strip() else ""
+                ctx.reply(f"{job.name} failed: {type(exc).__name__}{detail} ({where})")
         finally:
-            self._done(call_id, entry.module)
+            self._done(call_id, job.module)
 
     def _done(self, call_id: int, module: LoadedModule | None) -> None:
         with self._lock:
@@ -163,14 +193,20 @@ class Dispatcher:
         with self._lock:
             running = self._running.get(call_id)
         if running is not None:
-            log.warning(
-                "command %s for %s still running after %.0f s", running.name, running.nick, timeout
-            )
+            log.warning("%s for %s still running after %.0f s", running.name, running.nick, timeout)
             ctx.reply(f"{running.name}: timed out after {timeout:g} s")
 
     def running(self) -> list[Running]:
         with self._lock:
             return list(self._running.values())
+
+
+def _bind(func: Callable[..., object], arg: object) -> Callable[[CallContext], object]:
+    return lambda ctx: func(ctx, arg)
+
+
+def _label(module: LoadedModule, func: object) -> str:
+    return f"{module.name}.{getattr(func, '__name__', 'timer')}"
 
 
 def _lines(result: Any) -> Iterable[str]:
