@@ -259,7 +259,6 @@ class App:
         report = self.load_all()
         for error in report.errors:
             log.error("module not loaded: %s", error)
-        log.info("modules: %s", report.summary())
         self.watch_config()
         self.watch_commands(self.config.watch)
         try:

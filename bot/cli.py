@@ -9,13 +9,16 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import socket
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 from bot import __version__
 from bot.app import App
-from bot.config import ConfigError, load_config
+from bot.auth import parse_admin_rule
+from bot.config import Config, ConfigError, load_config
 
 log = logging.getLogger("bot")
 
@@ -38,6 +41,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="validate config and load every module, then exit (1 on any problem)",
     )
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="start a throwaway local IRC server (ngircd) and connect to it instead",
+    )
     parser.add_argument("--version", action="version", version=f"reloadbot {__version__}")
     args = parser.parse_args(argv)
 
@@ -52,14 +60,14 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.check:
         return check(config)
+    if args.demo:
+        return demo(config)
     return run(config)
 
 
-def check(config_: object) -> int:
-    from bot.config import Config
-
-    assert isinstance(config_, Config)
-    app = App(config_)
+def check(config: Config) -> int:
+    """Validate config and load every module without connecting; 1 if anything is wrong."""
+    app = App(config)
     try:
         report = app.load_all()
         for error in report.errors:
@@ -74,10 +82,40 @@ def check(config_: object) -> int:
         app.close()
 
 
-def run(config: object) -> int:
-    from bot.config import Config
+def demo(config: Config) -> int:
+    """Run against a throwaway local ngircd, so a newcomer needs nothing else."""
+    from bot.ircd import IrcdError, Ngircd, free_port
 
-    assert isinstance(config, Config)
+    port = 6667 if _port_free(6667) else free_port()
+    try:
+        server = Ngircd(port=port).start()
+    except IrcdError as exc:
+        print(f"could not start a local IRC server: {exc}", file=sys.stderr)
+        return 1
+    channel = config.channels[0] if config.channels else "#bot"
+    print(
+        f"\n  A local IRC server is running on 127.0.0.1:{server.port}.\n"
+        f"  Connect any IRC client to it (e.g. `irssi -c 127.0.0.1 -p {server.port}`),\n"
+        f"  join {channel} and say {config.prefix}help. Clients on this machine are admins\n"
+        f"  here, so {config.prefix}reload works: edit a file in {config.commands_dir}/\n"
+        f"  and try it.\n"
+        f"  No IRC client? Run `python -m bot --console` instead. Ctrl-C stops both.\n",
+        file=sys.stderr,
+    )
+    local = replace(config.server, host="127.0.0.1", port=server.port, tls=False)
+    admins = (*config.admins, parse_admin_rule("*!*@127.0.0.1"))
+    try:
+        return run(replace(config, server=local, admins=admins))
+    finally:
+        server.stop()
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+def run(config: Config) -> int:
     app = App(config)
     if threading.current_thread() is threading.main_thread():
 
