@@ -440,8 +440,8 @@ class App:
                 self.connection.change_nick(new.nicks)
             if new.watch != old.watch:
                 self.watch_commands(new.watch)
-            if change.needs_reconnect:
-                self.connection.update_settings(_settings(new))
+            # Server and SASL settings are read at the next connect; the rest apply now.
+            self.connection.update_settings(_settings(new))
             logging.getLogger().setLevel(new.log_level)
             return change.describe()
 
@@ -617,4 +617,11 @@ def _settings(config: Config) -> ConnectionSettings:
         channels=config.channels,
         username=config.username,
         realname=config.realname,
+        tls_certfile=str(config.server.tls_cert) if config.server.tls_cert else None,
+        sasl_mechanism=config.sasl.mechanism if config.sasl else None,
+        sasl_account=config.sasl.account if config.sasl else "",
+        sasl_password=config.sasl.password if config.sasl else "",
+        sasl_required=config.sasl.required if config.sasl else False,
+        rejoin_delay=config.rejoin_delay,
+        join_on_invite=config.join_on_invite,
     )

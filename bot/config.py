@@ -50,6 +50,24 @@ class ServerConfig:
     tls: bool = False
     tls_verify: bool = True
     password: str | None = None
+    tls_cert: Path | None = None  # client certificate (PEM with key), for SASL EXTERNAL
+
+
+@dataclass(frozen=True)
+class SaslConfig:
+    account: str = ""
+    password: str = ""
+    mechanism: str = "PLAIN"
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class CommandRate:
+    """At most ``per_user`` commands per user and ``per_channel`` per channel each ``window`` s."""
+
+    per_user: int = 5
+    per_channel: int = 20
+    window: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -76,6 +94,10 @@ class Config:
     rate_limit: RateLimit = field(default_factory=RateLimit)
     command_timeout: float = 10.0
     workers: int = 8
+    sasl: SaslConfig | None = None
+    command_rate: CommandRate = field(default_factory=CommandRate)
+    rejoin_delay: float = 5.0
+    join_on_invite: bool = False
     state_db: Path | None = None
     log_level: str = "INFO"
     path: Path | None = None
@@ -157,17 +179,46 @@ def _target(key: str, value: Any) -> str:
     return _nick(key, value)
 
 
-def _server(value: Any) -> ServerConfig:
+def _server(value: Any, base_dir: Path) -> ServerConfig:
     known = {f.name for f in fields(ServerConfig)}
     raw = _mapping("server", value, known)
     if "host" not in raw:
         raise _Invalid("server.host", "missing; expected a host name, e.g. 127.0.0.1")
+    cert = raw.get("tls_cert")
     return ServerConfig(
+        tls_cert=None if cert is None else base_dir / _str("server.tls_cert", cert),
         host=_str("server.host", raw["host"]),
         port=_int("server.port", raw.get("port", 6667), 1, 65535),
         tls=_bool("server.tls", raw.get("tls", False)),
         tls_verify=_bool("server.tls_verify", raw.get("tls_verify", True)),
         password=None if raw.get("password") is None else _str("server.password", raw["password"]),
+    )
+
+
+def _sasl(value: Any) -> SaslConfig | None:
+    if value is None:
+        return None
+    raw = _mapping("sasl", value, {f.name for f in fields(SaslConfig)})
+    mechanism = str(raw.get("mechanism", "PLAIN")).upper()
+    _expect(mechanism in ("PLAIN", "EXTERNAL"), "sasl.mechanism", "PLAIN or EXTERNAL", mechanism)
+    if mechanism == "PLAIN":
+        for key in ("account", "password"):
+            if key not in raw:
+                raise _Invalid(f"sasl.{key}", "missing; SASL PLAIN needs account and password")
+    return SaslConfig(
+        account=_str("sasl.account", raw["account"]) if "account" in raw else "",
+        password=_str("sasl.password", raw["password"]) if "password" in raw else "",
+        mechanism=mechanism,
+        required=_bool("sasl.required", raw.get("required", True)),
+    )
+
+
+def _command_rate(value: Any) -> CommandRate:
+    raw = _mapping("command_rate", value, {"per_user", "per_channel", "window"})
+    return CommandRate(
+        per_user=_int("command_rate.per_user", raw.get("per_user", 5), 1, 100_000),
+        per_channel=_int("command_rate.per_channel", raw.get("per_channel", 20), 1, 100_000),
+        window=_number("command_rate.window", raw.get("window", 10), 0.1, 3600),
     )
 
 
@@ -213,7 +264,7 @@ def _build(raw: dict[str, Any], base_dir: Path) -> Config:
 
     nick = _nick("nick", raw["nick"])
     kwargs: dict[str, Any] = {
-        "server": _server(raw["server"]),
+        "server": _server(raw["server"], base_dir),
         "nick": nick,
         "channels": each("channels", _channel),
         "prefix": _prefix("prefix", raw["prefix"]),
@@ -227,6 +278,10 @@ def _build(raw: dict[str, Any], base_dir: Path) -> Config:
         "rate_limit": _rate_limit(raw.get("rate_limit", {})),
         "command_timeout": _number("command_timeout", raw.get("command_timeout", 10), 0.1, 3600),
         "workers": _int("workers", raw.get("workers", 8), 1, 256),
+        "sasl": _sasl(raw.get("sasl")),
+        "command_rate": _command_rate(raw.get("command_rate", {})),
+        "rejoin_delay": _number("rejoin_delay", raw.get("rejoin_delay", 5), 0, 3600),
+        "join_on_invite": _bool("join_on_invite", raw.get("join_on_invite", False)),
         "log_level": _log_level("log_level", raw.get("log_level", "INFO")),
     }
     state_db = raw.get("state_db", "data/state.sqlite3")
@@ -367,5 +422,5 @@ def diff(old: Config, new: Config) -> ConfigChange:
 
 
 # Keys a running bot cannot apply in place; everything else is applied at once.
-_RECONNECT_KEYS = ("server", "username", "realname")
+_RECONNECT_KEYS = ("server", "username", "realname", "sasl")
 _RESTART_KEYS = ("commands_dir", "state_db", "workers")

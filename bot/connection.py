@@ -17,6 +17,7 @@ it knows nothing about commands, modules or config files.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import heapq
 import itertools
@@ -41,7 +42,47 @@ from bot.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
-WANTED_CAPS = {"multi-prefix", "message-tags", "server-time", "account-tag"}
+WANTED_CAPS = {
+    "multi-prefix",
+    "message-tags",
+    "server-time",
+    "account-tag",
+    "account-notify",
+    "extended-join",
+}
+MAX_LINE_BYTES = 16384  # 8191 bytes of tags + 512 of message, with room to spare
+
+
+class BoundedLineBuffer(jaraco.stream.buffer.LenientDecodingLineBuffer):
+    """UTF-8 when valid, latin-1 otherwise, and no line longer than MAX_LINE_BYTES.
+
+    The library's buffer grows without bound while a line has no newline; a
+    hostile server could exhaust memory. Over-long lines are dropped whole.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._skipping = False  # inside an over-long line: drop up to the next newline
+
+    def feed(self, data: bytes) -> None:
+        if self._skipping:
+            newline = data.find(b"\n")
+            if newline < 0:
+                return
+            data, self._skipping = data[newline + 1 :], False
+        super().feed(data)
+        tail = len(self.buffer) - (self.buffer.rfind(b"\n") + 1)
+        if tail > MAX_LINE_BYTES:
+            log.warning("dropped an over-long line from the server (> %d bytes)", MAX_LINE_BYTES)
+            self.buffer = self.buffer[: len(self.buffer) - tail]
+            self._skipping = True
+
+    def lines(self) -> Any:
+        for line in super().lines():
+            if len(line) <= MAX_LINE_BYTES:
+                yield line
+            else:
+                log.warning("dropped an over-long line from the server (%d chars)", len(line))
 
 
 @dataclass
@@ -55,6 +96,13 @@ class ConnectionSettings:
     password: str | None = None
     username: str = "reloadbot"
     realname: str = "reloadbot"
+    tls_certfile: str | None = None  # client certificate, for SASL EXTERNAL
+    sasl_mechanism: str | None = None  # PLAIN or EXTERNAL; None: no SASL
+    sasl_account: str = ""
+    sasl_password: str = ""
+    sasl_required: bool = True  # never run without the account when SASL is configured
+    rejoin_delay: float = 5.0  # after a kick
+    join_on_invite: bool = False
     connect_timeout: float = 15.0
     ping_interval: float = 60.0  # send our own PING after this much silence
     ping_timeout: float = 60.0  # ...and give up this long after that
@@ -82,8 +130,8 @@ class Backoff:
 class GuardedConnection(irc.client.ServerConnection):
     """A ServerConnection where one bad line, or one failing handler, drops only itself."""
 
-    # UTF-8 when valid, latin-1 otherwise: invalid bytes must not kill the read loop.
-    buffer_class = jaraco.stream.buffer.LenientDecodingLineBuffer
+    # Invalid UTF-8 or a line without end must not kill the read loop.
+    buffer_class = BoundedLineBuffer
 
     def _process_line(self, line: str) -> None:
         try:
@@ -181,7 +229,10 @@ class Connection:
         self._ping_sent = False
         self._nick_attempt = 0
         self._cap_pending: set[str] = set()
-        self._ls_caps: set[str] = set()
+        self._ls_caps: dict[str, str] = {}
+        self._sasl_started = False
+        self.account: str | None = None  # our own services account, once logged in
+        self.accounts: dict[str, str | None] = {}  # lowercased nick -> account, tracked
         self._install_handlers()
 
     # -- thread-safe entry points ---------------------------------------------------
@@ -306,9 +357,11 @@ class Connection:
         sock = socket.create_connection(address, timeout=s.connect_timeout)
         if s.tls:
             context = ssl.create_default_context()
-            if not s.tls_verify:
+            if not s.tls_verify:  # a self-signed test server; documented as unsafe
                 context.check_hostname = False
                 context.verify_mode = ssl.CERT_NONE
+            if s.tls_certfile:
+                context.load_cert_chain(s.tls_certfile)
             sock = context.wrap_socket(sock, server_hostname=s.host)
         sock.settimeout(s.connect_timeout)  # a stalled write disconnects instead of hanging
         # Before the library's NICK/USER: the server then holds registration until CAP END.
@@ -321,7 +374,10 @@ class Connection:
         s = self.settings
         self._nick_attempt = 0
         self.caps = set()
-        self._ls_caps = set()
+        self._ls_caps = {}
+        self._sasl_started = False
+        self.account = None
+        self.accounts = {}
         self.joined = set()
         log.info("connecting to %s:%d%s", s.host, s.port, " (TLS)" if s.tls else "")
         try:
@@ -374,6 +430,15 @@ class Connection:
         add = self.reactor.add_global_handler
         add("all_raw_messages", self._on_raw, -100)
         add("cap", self._on_cap, -30)
+        add("authenticate", self._on_authenticate, -30)
+        for name in ("saslsuccess", "saslfail", "sasltoolong", "saslaborted", "saslalready"):
+            add(name, self._on_sasl_result, -30)
+        add("account", self._on_account, -20)
+        add("invite", self._on_invite, -20)
+        add("bannedfromchan", self._on_cannot_join, -20)
+        add("inviteonlychan", self._on_cannot_join, -20)
+        add("badchannelkey", self._on_cannot_join, -20)
+        add("channelisfull", self._on_cannot_join, -20)
         add("welcome", self._on_welcome, -20)
         for name in ("nicknameinuse", "erroneusnickname", "nickcollision", "unavailresource"):
             add(name, self._on_nick_refused, -20)
@@ -391,38 +456,113 @@ class Connection:
         self._ping_sent = False
 
     def _on_cap(self, conn: Any, event: Any) -> None:
-        args = [a for a in event.arguments]
+        args = list(event.arguments)
         sub = args[0].upper() if args else ""
         if sub == "LS":
             more = len(args) > 2 and args[1] == "*"
-            offered = args[-1].split() if args else []
-            self._ls_caps |= {c.split("=", 1)[0] for c in offered}
-            if more:
-                return
-            wanted = sorted(WANTED_CAPS & self._ls_caps)
-            if wanted:
-                self._cap_pending = set(wanted)
-                self.send_now(f"CAP REQ :{' '.join(wanted)}")
-            else:
-                self._cap_end()
+            for token in args[-1].split() if len(args) > 1 else []:
+                name, _, value = token.partition("=")
+                self._ls_caps[name] = value
+            if not more:
+                self._request_caps()
         elif sub in ("ACK", "NAK"):
-            names = {c.strip().lstrip("-") for c in args[-1].split()} if args else set()
+            names = {c.strip().lstrip("-") for c in args[-1].split()} if len(args) > 1 else set()
             if sub == "ACK":
                 self.caps |= names
             self._cap_pending -= names
             if not self._cap_pending:
+                self._caps_done()
+
+    def _request_caps(self) -> None:
+        wanted = set(WANTED_CAPS & self._ls_caps.keys())
+        mechanism = self.settings.sasl_mechanism
+        if mechanism:
+            offered = self._ls_caps.get("sasl")
+            mechanisms = offered.upper().split(",") if offered else []
+            if offered is None:
+                self._sasl_failed("the server does not offer SASL")
+                if self.settings.sasl_required:
+                    return
+            elif mechanisms and mechanism not in mechanisms:
+                self._sasl_failed(f"the server offers SASL {offered}, not {mechanism}")
+                if self.settings.sasl_required:
+                    return
+            else:
+                wanted.add("sasl")
+        if wanted:
+            self._cap_pending = set(wanted)
+            self.send_now(f"CAP REQ :{' '.join(sorted(wanted))}")
+        else:
+            self._cap_end()
+
+    def _caps_done(self) -> None:
+        if "sasl" in self.caps and self.settings.sasl_mechanism and not self._sasl_started:
+            self._sasl_started = True
+            self.send_now(f"AUTHENTICATE {self.settings.sasl_mechanism}")
+        elif self.settings.sasl_mechanism and "sasl" not in self.caps and not self._sasl_started:
+            self._sasl_failed("the server refused the sasl capability")
+            if not self.settings.sasl_required:
                 self._cap_end()
+        else:
+            self._cap_end()
+
+    def _on_authenticate(self, conn: Any, event: Any) -> None:
+        if event.target != "+" or not self._sasl_started:
+            return
+        s = self.settings
+        if s.sasl_mechanism == "EXTERNAL":
+            self.send_now("AUTHENTICATE +")
+            return
+        payload = base64.b64encode(
+            f"{s.sasl_account}\0{s.sasl_account}\0{s.sasl_password}".encode()
+        ).decode()
+        chunks = [payload[i : i + 400] for i in range(0, len(payload), 400)]
+        for chunk in chunks:
+            self.send_now(f"AUTHENTICATE {chunk}")
+        if not chunks or len(chunks[-1]) == 400:
+            self.send_now("AUTHENTICATE +")
+
+    def _on_sasl_result(self, conn: Any, event: Any) -> None:
+        if event.type == "saslsuccess":
+            self.account = self.settings.sasl_account
+            log.info(
+                "logged in to services as %s (SASL %s)", self.account, self.settings.sasl_mechanism
+            )
+            self._cap_end()
+            return
+        reason = " ".join(event.arguments) or event.type
+        self._sasl_failed(f"{event.type}: {reason}")
+        if not self.settings.sasl_required:
+            self._cap_end()
+
+    def _sasl_failed(self, reason: str) -> None:
+        if self.settings.sasl_required:
+            log.error(
+                "SASL login as %s failed (%s); not running without the account, retrying later",
+                self.settings.sasl_account or "(certificate)",
+                reason,
+            )
+            self.server.disconnect("SASL login failed")
+        else:
+            log.warning("SASL login failed (%s); continuing without an account", reason)
 
     def _cap_end(self) -> None:
-        if not self.registered.is_set():
+        if not self.registered.is_set() and self.server.is_connected():
             self.send_now("CAP END")
 
     def _cap_give_up(self) -> None:
         if self.server.is_connected() and not self.registered.is_set():
+            if self._sasl_started and self.settings.sasl_required and not self.account:
+                self._sasl_failed("no answer from the server")
+                return
             log.warning("no answer to CAP negotiation; ending it")
             self.send_now("CAP END")
 
     def _on_welcome(self, conn: Any, event: Any) -> None:
+        s = self.settings
+        if s.sasl_mechanism and s.sasl_required and self.account is None:
+            self._sasl_failed("registration completed without a login")
+            return
         self.nick = event.target
         self.registered.set()
         self.connects += 1
@@ -455,14 +595,35 @@ class Connection:
         self._regain_nick()
 
     def _on_nick(self, conn: Any, event: Any) -> None:
-        if irc_lower(event.source.nick) == irc_lower(self.nick):
+        old = irc_lower(event.source.nick)
+        if old == irc_lower(self.nick):
             self.nick = event.target
+        if old in self.accounts:
+            self.accounts[irc_lower(event.target)] = self.accounts.pop(old)
         self._emit("nick", event)
+
+    def _on_account(self, conn: Any, event: Any) -> None:
+        """account-notify: someone logged in (ACCOUNT name) or out (ACCOUNT *)."""
+        account = event.target
+        self.accounts[irc_lower(event.source.nick)] = None if account in ("*", None) else account
+
+    def _account_of(self, nick: str, tags: dict[str, str | None]) -> str | None:
+        """The services account behind a message, or None.
+
+        With account-tag the tag is authoritative: no tag means not logged in.
+        Otherwise fall back to what extended-join and account-notify told us.
+        """
+        if "account-tag" in self.caps:
+            return tags.get("account") or None
+        return self.accounts.get(irc_lower(nick))
 
     def _is_me(self, nick: str) -> bool:
         return irc_lower(nick) == irc_lower(self.nick)
 
     def _on_join(self, conn: Any, event: Any) -> None:
+        if "extended-join" in self.caps and event.arguments:
+            account = event.arguments[0]
+            self.accounts[irc_lower(event.source.nick)] = None if account == "*" else account
         if self._is_me(event.source.nick):
             self.joined.add(irc_lower(event.target))
             source = event.source
@@ -481,11 +642,38 @@ class Connection:
             channel = event.target
             self.joined.discard(irc_lower(channel))
             log.warning("kicked from %s by %s", channel, event.source.nick)
-            if irc_lower(channel) in {irc_lower(c) for c in self.settings.channels}:
-                self.after(5.0, lambda: self.send_now(f"JOIN {channel}"))
+            if self._wanted(channel):
+                self.after(self.settings.rejoin_delay, lambda: self._rejoin(channel))
         self._emit("kick", event)
 
+    def _wanted(self, channel: str) -> bool:
+        return irc_lower(channel) in {irc_lower(c) for c in self.settings.channels}
+
+    def _rejoin(self, channel: str) -> None:
+        wanted = self.registered.is_set() and self._wanted(channel)
+        if wanted and irc_lower(channel) not in self.joined:
+            self.send_now(f"JOIN {channel}")
+
+    def _on_cannot_join(self, conn: Any, event: Any) -> None:
+        """Banned, invite-only, wrong key, full: report, then try again much later."""
+        channel = event.arguments[0] if event.arguments else "?"
+        reason = " ".join(event.arguments[1:]) or event.type
+        delay = max(60.0, self.settings.rejoin_delay * 12)
+        log.warning("cannot join %s: %s; trying again in %.0f s", channel, reason, delay)
+        if self._wanted(channel):
+            self.after(delay, lambda: self._rejoin(channel))
+
+    def _on_invite(self, conn: Any, event: Any) -> None:
+        channel = event.arguments[0] if event.arguments else ""
+        who = event.source.nick if event.source else "?"
+        if self.settings.join_on_invite and channel:
+            log.info("invited to %s by %s; joining", channel, who)
+            self.send_now(f"JOIN {channel}")
+        else:
+            log.info("invited to %s by %s; ignored (join_on_invite is off)", channel, who)
+
     def _on_quit(self, conn: Any, event: Any) -> None:
+        self.accounts.pop(irc_lower(event.source.nick), None)
         self._emit("quit", event)
 
     def _on_disconnect(self, conn: Any, event: Any) -> None:
@@ -515,8 +703,9 @@ class Connection:
             return
         tags = {t["key"]: t["value"] for t in (event.tags or [])}
         source = event.source
+        account = self._account_of(source.nick, tags)
         message = Message(
-            source=Source(source.nick, source.user or "", source.host or "", tags.get("account")),
+            source=Source(source.nick, source.user or "", source.host or "", account),
             target=event.target,
             text=event.arguments[0],
             is_private=event.type == "privmsg",

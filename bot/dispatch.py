@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable, Iterable, MutableMapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -73,6 +74,8 @@ class Running:
     name: str
     nick: str
     started: float
+    command: bool = True  # a user's command (not a listener or timer)
+    pooled: bool = True  # on the shared worker pool (not the built-ins' thread)
     future: Future[None] | None = None
 
 
@@ -87,10 +90,41 @@ class Job:
     report_errors: bool = True  # commands tell the user; listeners and timers only log
 
 
+class RateLimiter:
+    """Sliding-window counts per key (a user, a channel); not thread-safe by design.
+
+    Only the connection thread calls it, once per command.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._hits: dict[str, deque[float]] = {}
+
+    def allow(self, key: str, limit: int, window: float) -> bool:
+        now = self._clock()
+        hits = self._hits.setdefault(key, deque())
+        while hits and hits[0] <= now - window:
+            hits.popleft()
+        if len(hits) >= limit:
+            return False
+        hits.append(now)
+        if len(self._hits) > 10_000:  # forget idle keys so memory stays bounded
+            self._hits = {k: v for k, v in self._hits.items() if v and v[-1] > now - window}
+        return True
+
+
 class Dispatcher:
+    #: Calls one user may have running at once; more are refused, so stuck
+    #: commands cannot take every worker.
+    max_running_per_user = 2
+
     def __init__(self, host: Host, executor: ThreadPoolExecutor) -> None:
         self.host = host
         self.executor = executor
+        # Built-ins (help, reload, modules...) get their own thread: an admin can
+        # still reload a fix while every worker is stuck in a hung command.
+        self.builtin_executor = ThreadPoolExecutor(1, thread_name_prefix="builtin")
+        self.limiter = RateLimiter()
         self._running: dict[int, Running] = {}
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
@@ -118,11 +152,44 @@ class Dispatcher:
             text = f"{message.source.nick}: {config.prefix}{entry.spec.name} is for admins only"
             self.host.say(message.reply_target, text)
             return
+        if not admin and not self._within_limits(message, entry.spec.name):
+            return
         if entry.spec.admin:
             log.info("admin %s ran: %s", message.source.mask, message.text[:200])
         module_name = entry.module.name if entry.module else "builtins"
         ctx = self._context(module_name, message.source.nick, message.channel, admin)
         self.start(Job(entry.spec.name, entry.module, ctx, _bind(entry.spec.func, args.strip())))
+
+    def _within_limits(self, message: Message, name: str) -> bool:
+        """Per-user and per-channel command rates, and per-user running calls."""
+        rate = self.host.config.command_rate
+        source = message.source
+        user = f"{source.user}@{source.host}".lower()  # survives nick changes
+        if not self.limiter.allow(f"user:{user}", rate.per_user, rate.window):
+            log.warning("rate limit: dropped %s from %s", name, source.mask)
+            return False
+        channel = message.channel
+        if channel and not self.limiter.allow(
+            f"chan:{channel.lower()}", rate.per_channel, rate.window
+        ):
+            log.warning("rate limit: dropped %s in %s", name, channel)
+            return False
+        with self._lock:
+            busy = sum(1 for r in self._running.values() if r.nick == source.nick and r.command)
+        if busy >= self.max_running_per_user:
+            self.host.say(
+                message.reply_target, f"{source.nick}: still busy with your last commands"
+            )
+            return False
+        if self._workers_busy():
+            self.host.say(message.reply_target, f"{source.nick}: busy, try again in a moment")
+            return False
+        return True
+
+    def _workers_busy(self) -> bool:
+        with self._lock:
+            running = sum(1 for r in self._running.values() if r.pooled)
+        return running >= self.executor._max_workers
 
     def handle_event(self, event: Event) -> None:
         """Joins, parts, quits, nick changes and kicks, for ``@on_event`` listeners."""
@@ -153,11 +220,13 @@ class Dispatcher:
         if job.module is not None:
             job.module.activity.enter()  # the old version's teardown waits for this call
         call_id = next(self._ids)
-        running = Running(job.name, job.ctx.nick, time.monotonic())
+        pooled = job.module is not None
+        running = Running(job.name, job.ctx.nick, time.monotonic(), job.report_errors, pooled)
         with self._lock:
             self._running[call_id] = running
+        executor = self.executor if pooled else self.builtin_executor
         try:
-            running.future = self.executor.submit(self._run, call_id, job)
+            running.future = executor.submit(self._run, call_id, job)
         except RuntimeError:  # executor shut down: we are stopping
             self._done(call_id, job.module)
             return
