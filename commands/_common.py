@@ -1,0 +1,100 @@
+"""Small helpers shared by the standard command modules: nicks, durations, atomic state."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
+from typing import Any
+
+_IRC_LOWER = str.maketrans("[]\\~", "{}|^")
+
+
+def irc_lower(nick: str) -> str:
+    """``nick`` folded the way IRC servers compare nicks (rfc1459: ``[]\\~`` are ``{}|^``)."""
+    return nick.lower().translate(_IRC_LOWER)
+
+
+def same_nick(a: str, b: str) -> bool:
+    return irc_lower(a) == irc_lower(b)
+
+
+_NICK = re.compile(r"[A-Za-z\[\]\\`_^{|}][A-Za-z0-9\[\]\\`_^{|}-]{0,31}")
+
+
+def is_nick(text: str) -> bool:
+    """Whether ``text`` could be an IRC nick."""
+    return _NICK.fullmatch(text) is not None
+
+
+def now() -> float:
+    """The wall clock, in seconds since the epoch (one place, so tests can fake it)."""
+    return time.time()
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_PART = re.compile(r"(\d{1,9})([smhdw])")
+
+
+def parse_duration(text: str) -> int:
+    """``10s``, ``5m``, ``2h``, ``1d30m``, ``1w`` -> seconds. Raises ValueError."""
+    text = text.strip().lower()
+    if not text:
+        raise ValueError("empty duration")
+    pos, total, seen = 0, 0, set()
+    while pos < len(text):
+        match = _PART.match(text, pos)
+        if match is None:
+            raise ValueError(f"not a duration: {text!r} (use e.g. 10s, 5m, 2h, 1d30m)")
+        number, unit = match.groups()
+        if unit in seen:
+            raise ValueError(f"unit {unit!r} given twice in {text!r}")
+        seen.add(unit)
+        total += int(number) * _UNITS[unit]
+        pos = match.end()
+    return total
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds as ``1d 2h 3m`` (at most the two largest units; ``0s`` for nothing)."""
+    left = max(0, round(seconds))
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, left = divmod(left, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return " ".join(parts[:2]) or "0s"
+
+
+def ago(then: float, at: float | None = None) -> str:
+    """``3m 20s ago`` (``just now`` under a second)."""
+    delta = (now() if at is None else at) - then
+    return "just now" if delta < 1 else f"{format_duration(delta)} ago"
+
+
+_fallback_lock = threading.RLock()
+
+
+@contextmanager
+def atomic(state: MutableMapping[str, Any]) -> Iterator[MutableMapping[str, Any]]:
+    """``state.transaction()`` when the state has one (SQLite), else a process-wide lock."""
+    transaction = getattr(state, "transaction", None)
+    if transaction is not None:
+        with transaction() as s:
+            yield s
+    else:
+        with _fallback_lock:
+            yield state
+
+
+def snapshot(state: MutableMapping[str, Any]) -> dict[str, Any]:
+    """A consistent copy of ``state`` (iterating it live can race with other threads)."""
+    with atomic(state) as s:
+        return dict(s.items())
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, with an ellipsis if cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,46 @@
+"""Tell: leave a message for someone, delivered when they next speak."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from bot.api import CommandError, Context, command, on_message
+
+from ._common import ago, atomic, clip, irc_lower, is_nick, now
+
+MAX_PENDING = 10  # per recipient
+MAX_TEXT = 300
+
+
+@command
+def tell(ctx: Context, args: str) -> str:
+    """tell NICK MESSAGE -- give NICK the message the next time they speak"""
+    nick, _, text = args.strip().partition(" ")
+    text = text.strip()
+    if not nick or not text:
+        raise CommandError("usage: tell NICK MESSAGE")
+    nick = nick.rstrip(":,")
+    if not is_nick(nick):
+        raise CommandError(f"tell: {clip(nick, 40)!r} is not a nick")
+    if irc_lower(nick) == irc_lower(ctx.nick):
+        raise CommandError("tell: tell yourself (no need to go through me)")
+    if irc_lower(nick) == irc_lower(ctx.bot_nick):
+        raise CommandError("tell: I'm right here")
+    message = {"from": ctx.nick, "text": clip(text, MAX_TEXT), "at": now()}
+    with atomic(ctx.state) as state:
+        pending: list[dict[str, Any]] = state.get(irc_lower(nick), [])
+        if len(pending) >= MAX_PENDING:
+            raise CommandError(f"tell: {nick} already has {len(pending)} messages waiting")
+        state[irc_lower(nick)] = [*pending, message]
+    return f"ok, I'll tell {nick} when they next speak."
+
+
+@on_message(r"")
+def deliver(ctx: Context, match: re.Match[str]) -> list[str]:
+    key = irc_lower(ctx.nick)
+    if key not in ctx.state:  # the common case, without taking the lock
+        return []
+    with atomic(ctx.state) as state:
+        pending: list[dict[str, Any]] = state.pop(key, [])
+    return [f"{ctx.nick}: {m['from']} told you {ago(m['at'])}: {m['text']}" for m in pending]

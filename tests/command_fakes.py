@@ -1,0 +1,178 @@
+"""Tiny stand-ins for unit-testing the standard command modules in ``commands/``.
+
+``load("dice")`` executes ``commands/dice.py`` (and the helpers it imports) through the
+real loader, under a namespace of its own, and returns the module object;
+``FakeContext`` is a ``Context`` with a plain dict as state; ``run(module, "roll",
+"2d6", ctx)`` calls a command the way the dispatcher does and returns its reply lines;
+``hear(module, "bob++", ctx)`` and ``happen(module, event, ctx)`` do the same for the
+module's ``@on_message`` and ``@on_event`` listeners. ``FakeClock`` freezes
+``time.time()`` and runs the timers of ``FakeBot`` handles (what ``setup(bot)`` gets) on
+``advance``; a reload is ``load`` again + ``old.retire()`` + ``setup(FakeBot(...))``.
+Whole-bot behaviour (reloads, timers, listeners through the dispatcher) is tested
+through the ``bot.testing`` plugin instead.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import time
+import types
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.api import Event, command_spec, listener_specs
+from bot.loader import Loader
+
+COMMANDS = Path(__file__).resolve().parent.parent / "commands"
+
+
+def load(name: str) -> types.ModuleType:
+    """A fresh execution of ``commands/<name>.py``."""
+    loader = Loader(COMMANDS, f"cmdtest_{uuid.uuid4().hex}")
+    txn = loader.prepare({}, {name}, set())
+    txn.commit()
+    return txn.modules[name].module
+
+
+@dataclass
+class FakeContext:
+    nick: str = "alice"
+    channel: str | None = "#test"
+    bot_nick: str = "reloadbot"
+    is_admin: bool = False
+    state: dict[str, Any] = field(default_factory=dict)
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("commands.test"))
+    replies: list[str] = field(default_factory=list)
+
+    def reply(self, text: str) -> None:
+        self.replies.append(text)
+
+
+def lines(result: object) -> list[str]:
+    """A command's return value as reply lines, as the dispatcher sends them."""
+    if result is None:
+        return []
+    if isinstance(result, str):
+        return [result]
+    assert isinstance(result, Iterable)
+    return [str(line) for line in result]
+
+
+def run(module: types.ModuleType, name: str, args: str, ctx: FakeContext) -> list[str]:
+    """Call command ``name`` (or an alias) of ``module``; CommandError propagates."""
+    for value in vars(module).values():
+        spec = command_spec(value)
+        if spec is not None and name in spec.names:
+            return lines(spec.func(ctx, args))
+    raise LookupError(f"no command {name!r} in {module.__name__}")
+
+
+def hear(module: types.ModuleType, text: str, ctx: FakeContext) -> list[str]:
+    """Give ``text`` (said by ``ctx.nick`` in ``ctx.channel``) to the module's message listeners."""
+    replies: list[str] = []
+    for value in list(vars(module).values()):
+        if getattr(value, "__module__", None) != module.__name__:
+            continue
+        for spec in listener_specs(value):
+            match = spec.pattern.search(text) if spec.pattern else None
+            if match is not None:
+                replies += lines(spec.func(ctx, match))
+    return replies
+
+
+def happen(module: types.ModuleType, event: Event, ctx: FakeContext) -> list[str]:
+    """Give ``event`` to the module's event listeners."""
+    replies: list[str] = []
+    for value in list(vars(module).values()):
+        if getattr(value, "__module__", None) != module.__name__:
+            continue
+        for spec in listener_specs(value):
+            if event.kind in spec.events:
+                replies += lines(spec.func(ctx, event))
+    return replies
+
+
+class FakeTimer:
+    def __init__(self, func: Callable[[], object], interval: float | None) -> None:
+        self.func: Callable[[], object] | None = func
+        self.interval = interval
+
+    def cancel(self) -> None:
+        self.func = None
+
+
+class FakeBot:
+    """The ``Bot`` handle of one module version, with timers run by ``clock.advance``.
+
+    ``retire()`` cancels its timers, as the bot does when the version is replaced.
+    """
+
+    def __init__(self, clock: FakeClock, state: dict[str, Any], module: str = "test") -> None:
+        self.clock = clock
+        self.module = module
+        self.state = state
+        self.log = logging.getLogger(f"commands.{module}")
+        self.said: list[tuple[str, str]] = []
+        self.timers: list[FakeTimer] = []
+        self.retired = False
+
+    def say(self, target: str, text: str) -> None:
+        self.said.append((target, text))
+
+    def after(self, seconds: float, func: Callable[[], object]) -> FakeTimer:
+        return self._add(FakeTimer(func, None), seconds)
+
+    def every(self, seconds: float, func: Callable[[], object]) -> FakeTimer:
+        return self._add(FakeTimer(func, seconds), seconds)
+
+    def _add(self, timer: FakeTimer, delay: float) -> FakeTimer:
+        if self.retired:  # like the bot: a replaced version's new timers never run
+            timer.cancel()
+            return timer
+        self.timers.append(timer)
+        self.clock.schedule(self.clock.now + max(0.0, delay), timer)
+        return timer
+
+    def retire(self) -> None:
+        self.retired = True
+        for timer in self.timers:
+            timer.cancel()
+        self.timers.clear()
+
+    def pending(self) -> int:
+        return sum(1 for t in self.timers if t.func is not None)
+
+
+class FakeClock:
+    """``time.time()`` frozen at ``start``, moved only by ``advance``, which runs due timers."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, start: float = 1_700_000_000.0) -> None:
+        self.now = start
+        self._queue: list[tuple[float, int, FakeTimer]] = []
+        self._order = itertools.count()
+        monkeypatch.setattr(time, "time", lambda: self.now)
+
+    def schedule(self, due: float, timer: FakeTimer) -> None:
+        heapq.heappush(self._queue, (due, next(self._order), timer))
+
+    def advance(self, seconds: float) -> None:
+        end = self.now + seconds
+        while self._queue and self._queue[0][0] <= end:
+            due, _, timer = heapq.heappop(self._queue)
+            self.now = max(self.now, due)
+            func = timer.func
+            if func is None:
+                continue
+            if timer.interval is None:
+                timer.cancel()
+            else:
+                self.schedule(self.now + timer.interval, timer)
+            func()
+        self.now = end

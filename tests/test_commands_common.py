@@ -1,0 +1,76 @@
+"""commands/_common.py: helpers shared by the standard modules."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from command_fakes import FakeClock, load
+from hypothesis import given
+from hypothesis import strategies as st
+
+common = load("_common")
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("10s", 10), ("5m", 300), ("2h", 7200), ("1d30m", 88200), ("1w", 604800), ("1H5M", 3900)],
+)
+def test_parse_duration(text: str, seconds: int) -> None:
+    assert common.parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "10", "m", "5x", "1h 5m", "5m5m", "-5m", "1.5h", "s10"])
+def test_parse_duration_refuses(text: str) -> None:
+    with pytest.raises(ValueError):
+        common.parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0, "0s"), (59.6, "1m"), (61, "1m 1s"), (3600, "1h"), (90061, "1d 1h"), (-5, "0s")],
+)
+def test_format_duration(seconds: float, text: str) -> None:
+    assert common.format_duration(seconds) == text
+
+
+@given(st.integers(1, 10**7))
+def test_format_then_parse_roughly_round_trips(seconds: int) -> None:
+    text = common.format_duration(seconds).replace(" ", "")
+    assert 0 <= seconds - common.parse_duration(text) < 3600
+
+
+def test_ago(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeClock(monkeypatch)
+    assert common.ago(clock.now) == "just now"
+    assert common.ago(clock.now - 90) == "1m 30s ago"
+
+
+def test_irc_lower_and_nicks() -> None:
+    assert common.irc_lower("Bob[Away]\\~") == "bob{away}|^"
+    assert common.same_nick("FOO|x", "foo|X")
+    assert common.is_nick("a_b-c[1]")
+    assert not common.is_nick("#chan")
+    assert not common.is_nick("1abc")
+    assert not common.is_nick("x" * 33)
+
+
+def test_atomic_on_a_plain_dict_serialises_threads() -> None:
+    state: dict[str, int] = {"n": 0}
+
+    def bump() -> None:
+        for _ in range(1000):
+            with common.atomic(state) as s:
+                s["n"] = s["n"] + 1
+
+    threads = [threading.Thread(target=bump) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert state["n"] == 4000
+
+
+def test_clip() -> None:
+    assert common.clip("abc", 3) == "abc"
+    assert common.clip("abcd", 3) == "ab…"

@@ -1,0 +1,69 @@
+"""commands/karma.py: nick++ and nick--."""
+
+from __future__ import annotations
+
+import pytest
+from command_fakes import FakeContext, hear, load, run
+
+from bot.api import CommandError
+
+karma = load("karma")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("bob++", {"bob": 1}),
+        ("thanks bob++, and carol-- too", {"bob": 1, "carol": -1}),
+        ("Bob++ bob++ BOB++", {"bob": 1}),
+        ("bob++ bob--", {}),
+        ("(Nick[away]++)", {"nick{away}": 1}),
+        ("i <3 c++", {"c": 1}),
+        ("x = y++z", {}),
+        ("--", {}),
+        ("a-b--", {"a-b": -1}),
+        ("no votes here", {}),
+    ],
+)
+def test_votes(text: str, expected: dict[str, int]) -> None:
+    assert karma.votes(text) == expected
+
+
+def test_votes_are_capped_per_message() -> None:
+    assert len(karma.votes(" ".join(f"n{i}++" for i in range(20)))) == karma.MAX_PER_MESSAGE
+
+
+def test_give_and_look() -> None:
+    state: dict[str, object] = {}
+    assert hear(karma, "bob++ nice one", FakeContext(nick="alice", state=state)) == []
+    hear(karma, "BOB++", FakeContext(nick="carol", state=state))
+    hear(karma, "dave--", FakeContext(nick="carol", state=state))
+    assert run(karma, "karma", "Bob", FakeContext(state=state)) == ["Bob has 2 karma."]
+    assert run(karma, "karma", "dave", FakeContext(state=state)) == ["dave has -1 karma."]
+    assert run(karma, "karma", "nobody", FakeContext(state=state)) == ["nobody has 0 karma."]
+    assert run(karma, "karma", "", FakeContext(state=state)) == ["top karma: bob 2, dave -1"]
+
+
+def test_one_vote_per_name_and_message() -> None:
+    state: dict[str, object] = {}
+    hear(karma, "bob++ bob++ bob++", FakeContext(nick="alice", state=state))
+    assert state == {"bob": 1}
+
+
+def test_no_self_karma() -> None:
+    state: dict[str, object] = {}
+    ctx = FakeContext(nick="Alice", state=state)
+    assert hear(karma, "alice++ bob++", ctx) == ["Alice: no karma for yourself."]
+    assert state == {"bob": 1}
+
+
+def test_not_in_private() -> None:
+    state: dict[str, object] = {}
+    assert hear(karma, "bob++", FakeContext(channel=None, state=state)) == []
+    assert state == {}
+
+
+def test_bad_input_and_empty() -> None:
+    assert run(karma, "karma", "", FakeContext()) == ["nobody has any karma yet."]
+    with pytest.raises(CommandError, match=r"usage: karma \[NICK\]"):
+        run(karma, "karma", "a b", FakeContext())

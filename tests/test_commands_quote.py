@@ -1,0 +1,69 @@
+"""commands/quote.py: add, random, by number, search, delete."""
+
+from __future__ import annotations
+
+import pytest
+from command_fakes import FakeContext, load, run
+
+from bot.api import CommandError
+
+quote = load("quote")
+
+
+def test_add_get_random_search() -> None:
+    state: dict[str, object] = {}
+    ctx = FakeContext(state=state)
+    assert run(quote, "quote", "", ctx) == ["no quotes yet; add one with: quote add TEXT"]
+    assert run(quote, "quote", "add  <bob>   it works on my machine", ctx) == ["added quote #1."]
+    assert run(quote, "quote", "add <carol> ship it", ctx) == ["added quote #2."]
+    assert run(quote, "quote", "1", ctx) == ["#1: <bob> it works on my machine"]
+    assert run(quote, "quote", "#2", ctx) == ["#2: <carol> ship it"]
+    assert run(quote, "quote", "search MACHINE", ctx) == ["#1: <bob> it works on my machine"]
+    assert run(quote, "quote", "search nothing", ctx) == ["no quote mentions 'nothing'."]
+    picks = {run(quote, "quote", "", ctx)[0] for _ in range(100)}
+    assert picks == {"#1: <bob> it works on my machine", "#2: <carol> ship it"}
+
+
+def test_search_shows_three_and_counts_the_rest() -> None:
+    ctx = FakeContext()
+    for i in range(6):
+        run(quote, "quote", f"add foo {i}", ctx)
+    assert run(quote, "quote", "search foo", ctx) == [
+        "#1: foo 0",
+        "#2: foo 1",
+        "#3: foo 2",
+        "3 more: #4, #5, #6",
+    ]
+
+
+def test_delete_by_author_or_admin_only() -> None:
+    state: dict[str, object] = {}
+    run(quote, "quote", "add one", FakeContext(nick="alice", state=state))
+    run(quote, "quote", "add two", FakeContext(nick="alice", state=state))
+    with pytest.raises(CommandError, match="only admins and whoever added it"):
+        run(quote, "quote", "del 1", FakeContext(nick="bob", state=state))
+    assert run(quote, "quote", "del 1", FakeContext(nick="alice", state=state)) == [
+        "deleted quote #1."
+    ]
+    assert run(quote, "quote", "delete #2", FakeContext(nick="bob", is_admin=True, state=state))
+    with pytest.raises(CommandError, match="there is no quote #1"):
+        run(quote, "quote", "1", FakeContext(state=state))
+    # numbers are never reused
+    assert run(quote, "quote", "add three", FakeContext(state=state)) == ["added quote #3."]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ("add", "usage: quote add TEXT"),
+        ("add " + "x" * 401, "at most 400 characters"),
+        ("search", "usage: quote search WORD"),
+        ("7", "there is no quote #7"),
+        ("del x", "usage: quote"),
+        ("frobnicate", "usage: quote"),
+        ("1 2", "usage: quote"),
+    ],
+)
+def test_bad_input(args: str, message: str) -> None:
+    with pytest.raises(CommandError, match=message):
+        run(quote, "quote", args, FakeContext())

@@ -1,0 +1,50 @@
+"""commands/tell.py: messages delivered when the recipient next speaks."""
+
+from __future__ import annotations
+
+import pytest
+from command_fakes import FakeClock, FakeContext, hear, load, run
+
+from bot.api import CommandError
+
+tell = load("tell")
+
+
+def test_delivered_once_when_they_speak(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeClock(monkeypatch)
+    state: dict[str, object] = {}
+    assert run(tell, "tell", "Bob: the build is green", FakeContext(state=state)) == [
+        "ok, I'll tell Bob when they next speak."
+    ]
+    run(tell, "tell", "bob and red again", FakeContext(nick="carol", state=state))
+    assert hear(tell, "hi", FakeContext(nick="dave", state=state)) == []
+    clock.advance(90)
+    assert hear(tell, "morning", FakeContext(nick="BOB", state=state)) == [
+        "BOB: alice told you 1m 30s ago: the build is green",
+        "BOB: carol told you 1m 30s ago: and red again",
+    ]
+    assert hear(tell, "again", FakeContext(nick="bob", state=state)) == []
+    assert state == {}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ("", "usage: tell NICK MESSAGE"),
+        ("bob", "usage: tell NICK MESSAGE"),
+        ("#chan hi", "not a nick"),
+        ("alice hi", "tell yourself"),
+        ("reloadbot hi", "I'm right here"),
+    ],
+)
+def test_bad_input(args: str, message: str) -> None:
+    with pytest.raises(CommandError, match=message):
+        run(tell, "tell", args, FakeContext(nick="alice"))
+
+
+def test_pending_messages_are_bounded() -> None:
+    state: dict[str, object] = {}
+    for i in range(tell.MAX_PENDING):
+        run(tell, "tell", f"bob message {i}", FakeContext(state=state))
+    with pytest.raises(CommandError, match="already has 10 messages waiting"):
+        run(tell, "tell", "bob one too many", FakeContext(state=state))
