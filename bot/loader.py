@@ -26,6 +26,7 @@ import importlib.abc
 import importlib.machinery
 import importlib.util
 import linecache
+import os
 import sys
 import threading
 import traceback
@@ -33,6 +34,7 @@ import types
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 from bot.api import CommandSpec, ListenerSpec, command_spec, listener_specs
 
@@ -220,7 +222,7 @@ def inspect_source(source: bytes, namespace: str) -> SourceInfo:
                 for a in node.names
                 if a.name.split(".")[0] == namespace and "." in a.name
             ]
-        if names:
+        if names and isinstance(node, ast.stmt):
             imports.update(names)
             if id(node) not in top_level:
                 problems.append(
@@ -307,20 +309,23 @@ class Loader:
         command names that are taken already (built-ins) to who owns them.
         Raises LoadFailed, with ``sys.modules`` untouched, if anything fails.
         """
-        self._lock.acquire()  # released by commit() / rollback()
+        self._lock.acquire()  # released exactly once, by the transaction's commit() / rollback()
+        txn = Transaction(self, current)
         try:
-            return self._prepare(current, set(want), set(fresh), dict(reserved or {}))
+            self._prepare(txn, set(want), set(fresh), dict(reserved or {}))
         except BaseException:
-            self._lock.release()
+            txn.rollback()  # restores sys.modules if anything was taken out; releases the lock
             raise
+        return txn
 
     def _prepare(
         self,
-        current: Mapping[str, LoadedModule],
+        txn: Transaction,
         want: set[str],
         fresh: set[str],
         reserved: dict[str, str],
-    ) -> Transaction:
+    ) -> None:
+        current = txn.current
         errors = [
             LoadError(name, f"{self.folder.path.name}/{name}.py", None, "no such file")
             for name in sorted(want)
@@ -331,17 +336,16 @@ class Loader:
 
         execute = self._closure(current, want, fresh)
         keep = {n: m for n, m in current.items() if n not in execute}
-        txn = Transaction(self, current, execute)
         sources: dict[str, bytes] = {}
         finder = _SealedFinder(self.namespace, self.folder, sources)
-        txn.begin()
+        txn.begin(execute)
         sys.meta_path.insert(0, finder)
         try:
             for name in sorted(n for n in want if n in execute):
                 try:
                     importlib.import_module(f"{self.namespace}.{name}")
                 except (Exception, SystemExit) as exc:  # a module may even call sys.exit()
-                    errors.append(self._describe(name, exc))
+                    errors.append(self._describe(name, exc, at_import=True))
         finally:
             sys.meta_path.remove(finder)
 
@@ -368,10 +372,9 @@ class Loader:
         modules = {n: m for n, m in modules.items() if n in want or n.startswith("_")}
         errors += _duplicates(modules, reserved, self.folder, execute)
         if errors:
-            txn.rollback()
-            raise LoadFailed(errors)
+            # A broken helper fails once per importer: report it once.
+            raise LoadFailed(list(dict.fromkeys(errors)))  # prepare() rolls back
         txn.modules = _prune_helpers(modules, want)
-        return txn
 
     def _closure(
         self, current: Mapping[str, LoadedModule], want: set[str], fresh: set[str]
@@ -388,18 +391,31 @@ class Loader:
                     changed = True
         return execute
 
-    def _describe(self, name: str, exc: BaseException) -> LoadError:
-        """Turn an import-time exception into text with the most useful file:line."""
+    def _describe(self, name: str, exc: BaseException, *, at_import: bool = False) -> LoadError:
+        """Turn an exception from module ``name`` into text with the most useful file:line.
+
+        ``at_import``: the exception ended the import of ``name``; blame the module whose
+        body was running (a broken helper, not each of its importers).
+        """
+        default = self.folder.display(self.folder.path / f"{name}.py")
         try:
             if isinstance(exc, SyntaxError):
-                file = self.folder.display(Path(exc.filename)) if exc.filename else f"{name}.py"
-                return LoadError(name, file, exc.lineno, f"{type(exc).__name__}: {exc.msg}")
+                path = Path(exc.filename) if exc.filename else None
+                file = self.folder.display(path) if path else default
+                culprit = (
+                    path.stem
+                    if at_import and path and _inside(str(path), self.folder.path)
+                    else name
+                )
+                return LoadError(culprit, file, exc.lineno, f"{type(exc).__name__}: {exc.msg}")
             frames = traceback.extract_tb(exc.__traceback__)
             inside = [f for f in frames if _inside(f.filename, self.folder.path)]
             where = inside[-1] if inside else None
-            file = self.folder.display(Path(where.filename)) if where else f"{name}.py"
+            file = self.folder.display(Path(where.filename)) if where else default
+            bodies = [f for f in inside if f.name == "<module>"]
+            culprit = Path(bodies[-1].filename).stem if at_import and bodies else name
             message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            return LoadError(name, file, where.lineno if where else None, message)
+            return LoadError(culprit, file, where.lineno if where else None, message)
         finally:
             # A kept traceback pins the failed generation's globals in memory.
             traceback.clear_frames(exc.__traceback__)
@@ -409,20 +425,26 @@ class Loader:
 class Transaction:
     """A new module set, executed but not yet live."""
 
-    def __init__(
-        self, loader: Loader, current: Mapping[str, LoadedModule], execute: set[str]
-    ) -> None:
+    def __init__(self, loader: Loader, current: Mapping[str, LoadedModule]) -> None:
         self.loader = loader
         self.current = current
-        self.execute = execute
+        self.execute: set[str] = set()
         self.modules: dict[str, LoadedModule] = {}
         self._saved: dict[str, types.ModuleType] = {}
+        self._lines: dict[str, Any] = {}
+        self._folder_prefix = os.path.join(loader.folder.path, "")
+        self._begun = False
         self._done = False
 
-    def begin(self) -> None:
+    def begin(self, execute: set[str]) -> None:
         """Take the modules being replaced out of ``sys.modules`` (kept for rollback)."""
+        self.execute = execute
+        self._begun = True
         ns = self.loader.namespace
         self._saved = {k: v for k, v in sys.modules.items() if k == ns or k.startswith(ns + ".")}
+        # Loading pins each executed file's text in linecache; a rollback must put back the
+        # text of the versions that keep serving, or their tracebacks would show the new file.
+        self._lines = {k: v for k, v in linecache.cache.items() if self._in_folder(k)}
         for name in self.execute:
             sys.modules.pop(f"{ns}.{name}", None)
         package = sys.modules.get(ns)
@@ -447,11 +469,21 @@ class Transaction:
     def rollback(self) -> None:
         if self._done:
             return
+        if not self._begun:  # nothing was taken out of sys.modules yet
+            self._done = True
+            self.loader._lock.release()
+            return
         ns = self.loader.namespace
-        for key in [k for k in sys.modules if k.startswith(ns + ".")]:
-            del sys.modules[key]
+        for key in [k for k in sys.modules if k == ns or k.startswith(ns + ".")]:
+            del sys.modules[key]  # the package too, if this transaction created it
         sys.modules.update(self._saved)
+        for key in [k for k in linecache.cache if self._in_folder(k)]:
+            del linecache.cache[key]
+        linecache.cache.update(self._lines)
         self._finish(self.current)
+
+    def _in_folder(self, filename: str) -> bool:
+        return filename.startswith(self._folder_prefix)
 
     def _finish(self, modules: Mapping[str, LoadedModule]) -> None:
         if self._done:
@@ -469,7 +501,7 @@ class Transaction:
             for name, loaded in modules.items():
                 sys.modules[f"{ns}.{name}"] = loaded.module
                 setattr(package, name, loaded.module)
-        self._saved = {}
+        self._saved, self._lines = {}, {}
         self._done = True
         self.loader._lock.release()
 
@@ -486,8 +518,8 @@ def _collect_commands(
 ) -> tuple[tuple[CommandSpec, ...], list[tuple[int | None, str]]]:
     specs = []
     problems: list[tuple[int | None, str]] = []
-    for value in vars(module).values():
-        spec = command_spec(value)
+    for value in list(vars(module).values()):
+        spec = _marked(command_spec, value)
         if spec is None or getattr(spec.func, "__module__", None) != module.__name__:
             continue  # imported from a helper: it belongs to the helper
         line = getattr(getattr(spec.func, "__code__", None), "co_firstlineno", None)
@@ -509,11 +541,26 @@ def _collect_commands(
 
 
 def _collect_listeners(module: types.ModuleType) -> tuple[ListenerSpec, ...]:
-    found = []
-    for value in vars(module).values():
-        if getattr(value, "__module__", None) == module.__name__:
-            found += listener_specs(value)
+    found: list[ListenerSpec] = []
+    for value in list(vars(module).values()):
+        if _marked(lambda v: getattr(v, "__module__", None), value) == module.__name__:
+            found += _marked(listener_specs, value) or ()
     return tuple(found)
+
+
+T = TypeVar("T")
+
+
+def _marked(read: Callable[[object], T], value: object) -> T | None:
+    """``read(value)``, or None when looking at ``value`` raises.
+
+    Module globals may be objects whose attribute lookup raises something other than
+    AttributeError (lazy proxies, some mocks); they are simply not commands.
+    """
+    try:
+        return read(value)
+    except Exception:
+        return None
 
 
 def _duplicates(
@@ -531,7 +578,7 @@ def _duplicates(
         for spec in loaded.commands:
             file = folder.display(loaded.path)
             line = getattr(getattr(spec.func, "__code__", None), "co_firstlineno", None)
-            for alias in spec.names:
+            for alias in dict.fromkeys(spec.names):  # aliases=["x"] on x is no clash
                 if alias in owners:
                     message = f"command name {alias!r} is already used by {owners[alias]}"
                     errors.append(LoadError(name, file, line, message))
