@@ -1,0 +1,96 @@
+"""In-process reload leak check: N x ``App.reload(["benchmod"])``, RSS and live generations.
+
+    PYTHONPATH=. python bench/inproc.py --reloads 10000
+
+Builds an App (never connected) on a temporary commands folder holding the
+benchmark module, reloads that module N times after a warm-up, and prints one
+JSON line: RSS growth over the N reloads (MB, after a final ``gc.collect()``),
+how many *old* module generations are still alive (tracked with a WeakSet, so
+the tracking itself holds none and stays small), and the mean time per reload.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import sys
+import tempfile
+import time
+import weakref
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent), str(HERE)]
+
+import peers  # noqa: E402
+
+from bot.app import App  # noqa: E402
+from bot.config import parse_config  # noqa: E402
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--reloads", type=int, default=10_000)
+    parser.add_argument("--warmup", type=int, default=200)
+    args = parser.parse_args()
+
+    home = Path(tempfile.mkdtemp(prefix="bench-inproc-"))
+    (home / "commands").mkdir()
+    (home / "commands" / "benchmod.py").write_text(peers._OURS_MODULE)
+    config = parse_config(
+        "server: {host: 127.0.0.1, port: 6667}\n"
+        "nick: LeakBot\n"
+        "channels: []\n"
+        'prefix: "!"\n'
+        "admins: []\n"
+        "commands_dir: commands\n"
+        "state_db: null\n",
+        base_dir=home,
+    )
+    app = App(config)
+    report = app.load_all()
+    if not report.ok:
+        raise SystemExit(f"load failed: {report.summary()}")
+    generations: weakref.WeakSet[object] = weakref.WeakSet()
+
+    def reload_once() -> None:
+        rep = app.reload(["benchmod"])
+        if not rep.ok:
+            raise SystemExit(f"reload failed: {rep.summary()}")
+        generations.add(app.registry.modules["benchmod"].module)
+
+    for _ in range(args.warmup):
+        reload_once()
+    gc.collect()
+    before = rss_mb()
+    t0 = time.perf_counter()
+    for _ in range(args.reloads):
+        reload_once()
+    elapsed = time.perf_counter() - t0
+    gc.collect()
+    after = rss_mb()
+    alive = len(generations) - 1  # the current generation is alive, of course
+    app.close()
+    print(
+        json.dumps(
+            {
+                "leak_rss_before_mb": before,
+                "leak_rss_growth_mb": after - before,
+                "leak_alive": alive,
+                "leak_reload_ms": elapsed / args.reloads * 1000,
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
