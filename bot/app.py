@@ -204,6 +204,7 @@ class App:
         self.storage = Storage(config.state_db) if config.state_db else None
         self._memory_state: dict[str, dict[str, Any]] = {}
         self._reload_lock = threading.RLock()
+        self.swap_lock = threading.Lock()  # registry swap vs. dispatcher look-up (see _apply)
         self.executor = ThreadPoolExecutor(config.workers, thread_name_prefix="command")
         self.outbox = Outbox(
             config.rate_limit.per_second,
@@ -503,16 +504,22 @@ class App:
             started.append(loaded)
         replaced = txn.replaced
         txn.commit()
-        old_registry, self.registry = self.registry, Registry.build(txn.modules, self.builtins)
-        for old in replaced.values():
-            if old in self._handles:
-                self._handles[old].retire()  # its timers stop now, before the new ones start
-        for loaded in new_versions:
-            self._handles[loaded].go_live()
-
+        new_registry = Registry.build(txn.modules, self.builtins)
+        # Under the swap lock, the dispatcher cannot be between looking a command up
+        # in the old registry and counting its call: every call either counts
+        # against the old version (whose teardown then waits) or finds the new one.
+        with self.swap_lock:
+            old_registry, self.registry = self.registry, new_registry
+            for old in replaced.values():
+                if old in self._handles:
+                    self._handles[old].retire()  # its timers stop now, before the new ones
+            for loaded in new_versions:
+                self._handles[loaded].go_live()
+            retiring = list(replaced.values())
         report = _report(old_registry, self.registry, current, txn.modules, replaced)
-        for old in replaced.values():
+        for old in retiring:
             old.activity.retire(lambda old=old: self._teardown(old))
+        del retiring
         del old_registry, replaced, txn, new_versions, started
         gc.collect()  # function <-> globals cycles: only the cyclic GC frees an old version
         log.info("modules %s", report.summary())
@@ -549,7 +556,7 @@ class App:
                         migrate(atomic, old)
                 else:
                     migrate(state, old)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # a module's sys.exit() must not stop the bot
             error = self.loader._describe(loaded.name, exc)
             message = f"migrate() from state version {old} raised {error.message}"
             return LoadError(error.module, error.file, error.line, message)
@@ -564,7 +571,7 @@ class App:
             return None
         try:
             fn(handle)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # a module's sys.exit() must not stop the bot
             error = self.loader._describe(loaded.name, exc)
             message = f"{hook}() raised {error.message}"
             return LoadError(error.module, error.file, error.line, message)

@@ -37,6 +37,7 @@ class Host(Protocol):
 
     config: Config
     registry: Registry
+    swap_lock: threading.Lock
 
     @property
     def nick(self) -> str: ...
@@ -131,6 +132,10 @@ class Dispatcher:
 
     def handle(self, message: Message) -> None:
         """Called for every PRIVMSG; returns at once."""
+        with self.host.swap_lock:
+            self._handle(message)
+
+    def _handle(self, message: Message) -> None:
         registry = self.host.registry  # one snapshot for this whole message
         config = self.host.config
         admin = is_admin(message.source, config.admins)
@@ -193,15 +198,19 @@ class Dispatcher:
 
     def handle_event(self, event: Event) -> None:
         """Joins, parts, quits, nick changes and kicks, for ``@on_event`` listeners."""
-        for spec, module in self.host.registry.listeners():
-            if event.kind in spec.events:
-                ctx = self._context(module.name, event.nick, event.channel, False)
-                call = _bind(spec.func, event)
-                self.start(Job(_label(module, spec.func), module, ctx, call, report_errors=False))
+        with self.host.swap_lock:
+            for spec, module in self.host.registry.listeners():
+                if event.kind in spec.events:
+                    ctx = self._context(module.name, event.nick, event.channel, False)
+                    call = _bind(spec.func, event)
+                    self.start(Job(_label(module, spec.func), module, ctx, call, False))
 
     def run_timer(self, module: LoadedModule, func: Callable[[], object]) -> None:
         ctx = self._context(module.name, "", None, False)
-        self.start(Job(_label(module, func), module, ctx, lambda ctx: func(), report_errors=False))
+        with self.host.swap_lock:
+            if module.activity.retired:
+                return  # replaced since the timer fired
+            self.start(Job(_label(module, func), module, ctx, lambda ctx: func(), False))
 
     def _context(self, module: str, nick: str, channel: str | None, admin: bool) -> CallContext:
         return CallContext(

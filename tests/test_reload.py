@@ -306,13 +306,6 @@ def setup(bot):
 '''
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bot/app.py App._call_hook catches only Exception: a setup() calling sys.exit()"
-    " escapes App._apply() between loader.prepare() and commit()/rollback(), so the"
-    " transaction is never finished: the loader lock stays held (every later reload blocks"
-    " forever) and the failed generation stays in sys.modules",
-)
 def test_setup_calling_sys_exit_is_a_failed_reload(make: Callable[..., App]) -> None:
     app = started(make, {"a.py": ALPHA_V1})
     before = namespace_modules(app)
@@ -644,34 +637,37 @@ def slow(ctx, args):
     PROBE.events.append("call {v}")
     return "{v} text"
 
+def setup(bot):
+    PROBE.events.append("setup {v}")
+
 def teardown(bot):
     PROBE.events.append("teardown {v}")
 '''
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bot/dispatch.py: Dispatcher.handle() reads the registry snapshot before"
-    " Dispatcher.start() calls activity.enter(); a reload committed in between retires the"
-    " old version as idle, so its teardown runs before the call already dispatched to it",
-)
 def test_reload_between_lookup_and_call_start_still_defers_teardown(
     make: Callable[..., App], probe: Probe, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A reload on another thread commits while handle() sits between look-up and start."""
     app = started(make, {"a.py": probe.src(RECORDS_CALLS.format(v="old"))})
     real_is_admin = bot.auth.is_admin
+    reloads: list[threading.Thread] = []
 
     def reload_meanwhile(*args: object) -> bool:
-        # Runs inside handle() after it took its registry snapshot, as a reload on another
-        # thread (watcher, !reload on a worker) can.
+        # Runs inside handle() after it took its registry snapshot. The reload runs on
+        # another thread, as the watcher's or a worker's does, and gets as far as it can.
         monkeypatch.setattr(bot.dispatch, "is_admin", real_is_admin)
         edit(app, "a.py", probe.src(RECORDS_CALLS.format(v="new")))
-        assert app.reload().reloaded == ["a"]
+        thread = threading.Thread(target=app.reload)
+        thread.start()
+        reloads.append(thread)
+        wait_until(lambda: "setup new" in probe.events, what="the new version's setup")
         return real_is_admin(*args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(bot.dispatch, "is_admin", reload_meanwhile)
     calls = send(app, "!slow")
     wait_calls(app, calls)
+    reloads[0].join(timeout=10)
     wait_until(lambda: "teardown old" in probe.events, what="teardown of the old version")
     replies(app)
 
