@@ -342,6 +342,9 @@ class App:
             loaded = self.registry.modules.get(name)
             if loaded is None or loaded.is_helper:
                 return ReloadReport(errors=[f"{name} is not a loaded command module"])
+            users = sorted(n for n, m in self.registry.modules.items() if name in m.imports)
+            if users:
+                return ReloadReport(errors=[f"{name} is imported by {', '.join(users)}"])
             want = {n for n, m in self.registry.modules.items() if not m.is_helper} - {name}
             report = self._apply(want, set())
             if report.ok:
