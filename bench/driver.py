@@ -130,6 +130,18 @@ class User:
                 self._cond.wait(left)
             return self.tokens[token][0]
 
+    def other_replies(self, source: str, since: int) -> int:
+        """PRIVMSG/NOTICE lines from ``source`` since ``since`` that carry no token."""
+        source = source.lower()
+        with self._cond:
+            return sum(
+                1
+                for r in self.lines[since:]
+                if r.source.lower() == source
+                and r.command in ("PRIVMSG", "NOTICE")
+                and not TOKEN.search(r.text)
+            )
+
     def close(self) -> None:
         self._closed = True
         if self.sock is not None:
@@ -279,6 +291,7 @@ class BurstResult:
     answered: int
     duplicates: int
     elapsed: float  # first send to last answer
+    refused: int = 0  # other replies instead (e.g. "busy, try again")
 
     @property
     def lost(self) -> int:
@@ -300,6 +313,7 @@ def burst(
 ) -> BurstResult:
     """Every user writes ``per_user`` commands at once; wait for the answers."""
     plan = {u.nick: [tokens.next() for _ in range(per_user)] for u in users}
+    marks = {u.nick: u.mark() for u in users}
     payload = {
         u.nick: "".join(f"PRIVMSG {target} :{command(t)}\r\n" for t in plan[u.nick]).encode()
         for u in users
@@ -328,7 +342,8 @@ def burst(
                 answered += 1
                 dup += len(arrivals) - 1
                 last = max(last, arrivals[0])
-    return BurstResult(total, answered, dup, last - t0)
+    refused = sum(u.other_replies(target, marks[u.nick]) for u in users)
+    return BurstResult(total, answered, dup, last - t0, refused)
 
 
 def paced(
@@ -377,6 +392,7 @@ class SoakResult:
     reloads_sent: int
     reloads_answered: int
     seconds: float
+    refused: int = 0
 
 
 def soak(
@@ -395,6 +411,7 @@ def soak(
     """Users send ``total_rate`` commands/s between them while the admin reloads."""
     per_user_interval = len(users) / total_rate
     sent: dict[str, list[str]] = {u.nick: [] for u in users}
+    marks = {u.nick: u.mark() for u in users}
     stop_at = time.monotonic() + seconds
     mark = admin.mark()
     reloads = 0
@@ -448,4 +465,6 @@ def soak(
     with admin._cond:
         answered = sum(1 for r in admin.lines[mark:] if is_reload_reply(r))
     lost = sum(1 for u in users for t in sent[u.nick] if t not in u.tokens)
-    return SoakResult(total, once, lost, dup, reloads, answered, time.monotonic() - t0)
+    refused = sum(u.other_replies(target, marks[u.nick]) for u in users)
+    elapsed = time.monotonic() - t0
+    return SoakResult(total, once, lost, dup, reloads, answered, elapsed, refused)

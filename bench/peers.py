@@ -142,7 +142,9 @@ class BotKind:
     def setup(self, venvs: Path) -> None:
         raise NotImplementedError
 
-    def launch(self, home: Path, host: str, port: int, *, defaults: bool) -> Launch:
+    def launch(
+        self, home: Path, host: str, port: int, *, defaults: bool, all_admins: bool = False
+    ) -> Launch:
         raise NotImplementedError
 
     def command(self, token: str) -> str:
@@ -228,7 +230,9 @@ class Ours(BotKind):
                 self.python = Path(sys.executable)
         self.version = "working tree"
 
-    def launch(self, home: Path, host: str, port: int, *, defaults: bool) -> Launch:
+    def launch(
+        self, home: Path, host: str, port: int, *, defaults: bool, all_admins: bool = False
+    ) -> Launch:
         commands = home / "commands"
         commands.mkdir(parents=True, exist_ok=True)
         for shipped in sorted((REPO / "commands").glob("*.py")):
@@ -241,7 +245,7 @@ class Ours(BotKind):
             f"nick: {self.nick}\n"
             f'channels: ["{CHANNEL}"]\n'
             'prefix: "!"\n'
-            f'admins: ["{ADMIN}!*@127.0.0.1"]\n'
+            f'admins: ["{"*" if all_admins else ADMIN}!*@127.0.0.1"]\n'
             "commands_dir: commands\n"
             "state_db: null\n"
             "log_level: WARNING\n" + rate
@@ -289,7 +293,9 @@ class Sopel(BotKind):
         self.python = ensure_venv(venvs, "sopel", [SOPEL_REQ])
         self.version = package_version(self.python, "sopel")
 
-    def launch(self, home: Path, host: str, port: int, *, defaults: bool) -> Launch:
+    def launch(
+        self, home: Path, host: str, port: int, *, defaults: bool, all_admins: bool = False
+    ) -> Launch:
         plugins = home / "plugins"
         plugins.mkdir(parents=True, exist_ok=True)
         module = plugins / "benchmod.py"
@@ -392,7 +398,9 @@ class Limnoria(BotKind):
         self.python = ensure_venv(venvs, "limnoria", [LIMNORIA_REQ])
         self.version = package_version(self.python, "limnoria")
 
-    def launch(self, home: Path, host: str, port: int, *, defaults: bool) -> Launch:
+    def launch(
+        self, home: Path, host: str, port: int, *, defaults: bool, all_admins: bool = False
+    ) -> Launch:
         plugins = home / "plugins"
         pdir = plugins / "Bench"
         pdir.mkdir(parents=True, exist_ok=True)

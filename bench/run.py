@@ -82,13 +82,21 @@ def log(msg: str) -> None:
 
 class BotProcess:
     def __init__(
-        self, kind: peers.BotKind, server: Ngircd, *, defaults: bool = False, keep: bool = False
+        self,
+        kind: peers.BotKind,
+        server: Ngircd,
+        *,
+        defaults: bool = False,
+        keep: bool = False,
+        all_admins: bool = False,
     ) -> None:
         self.kind = kind
         self.server = server
         self.home = Path(tempfile.mkdtemp(prefix=f"bench-{kind.name}-"))
         self.home.chmod(0o755)
-        self.launch = kind.launch(self.home, server.host, server.port, defaults=defaults)
+        self.launch = kind.launch(
+            self.home, server.host, server.port, defaults=defaults, all_admins=all_admins
+        )
         self.ids = None if kind.name == "ours" else peers.unprivileged()
         self.proc: subprocess.Popen[bytes] | None = None
         self.keep = keep
@@ -234,16 +242,7 @@ def bench_running(
             f"p99 {fig.values['rtt_p99_ms']:.2f} ms, lost {lost}"
         )
 
-        b = driver.burst(
-            users[: sizes.burst_users], kind.nick, kind.command, tokens, sizes.burst_each
-        )
-        fig.values["burst_rate"] = b.rate
-        fig.values["burst_lost"] = b.lost
-        fig.values["burst_dup"] = b.duplicates
-        log(
-            f"{kind.name}: burst {b.sent}: {b.rate:.0f} replies/s, lost {b.lost}, "
-            f"dup {b.duplicates}, {b.elapsed:.2f} s"
-        )
+        measure_burst(kind, users, tokens, sizes, fig)
         time.sleep(0.5)
 
         reloads = []
@@ -254,27 +253,7 @@ def bench_running(
         fig.notes["reload_one"] = text[:120]
         log(f"{kind.name}: reload one p50 {fig.values['reload_one_p50_ms']:.1f} ms ({text[:80]!r})")
 
-        s = driver.soak(
-            users[: sizes.soak_users],
-            admin,
-            kind.nick,
-            kind.command,
-            kind.reload_one,
-            bot_reply(kind),
-            tokens,
-            sizes.soak_seconds,
-            total_rate=sizes.soak_rate,
-            reload_every=sizes.soak_reload_every,
-        )
-        fig.values["soak_sent"] = s.sent
-        fig.values["soak_lost"] = s.lost
-        fig.values["soak_dup"] = s.duplicates
-        fig.values["soak_reloads"] = s.reloads_sent
-        fig.values["soak_reload_replies"] = s.reloads_answered
-        log(
-            f"{kind.name}: soak {s.sent} commands, {s.reloads_sent} reloads: lost {s.lost}, "
-            f"dup {s.duplicates}, reload replies {s.reloads_answered}"
-        )
+        measure_soak(kind, users, admin, tokens, sizes, fig)
         time.sleep(0.5)
 
         # syntax error, then reload: who still answers?
@@ -293,6 +272,87 @@ def bench_running(
     finally:
         for u in [*users, admin]:
             u.close()
+
+
+def measure_burst(
+    kind: peers.BotKind,
+    users: list[driver.User],
+    tokens: driver.Tokens,
+    sizes: Sizes,
+    fig: Figures,
+    suffix: str = "",
+) -> None:
+    b = driver.burst(users[: sizes.burst_users], kind.nick, kind.command, tokens, sizes.burst_each)
+    fig.values["burst_rate" + suffix] = b.rate
+    fig.values["burst_lost" + suffix] = b.lost
+    fig.values["burst_dup" + suffix] = b.duplicates
+    fig.values["burst_refused" + suffix] = b.refused
+    log(
+        f"{kind.name}{suffix}: burst {b.sent}: {b.rate:.0f} replies/s, lost {b.lost} "
+        f"(refused with another reply: {b.refused}), dup {b.duplicates}, {b.elapsed:.2f} s"
+    )
+
+
+def measure_soak(
+    kind: peers.BotKind,
+    users: list[driver.User],
+    admin: driver.User,
+    tokens: driver.Tokens,
+    sizes: Sizes,
+    fig: Figures,
+    suffix: str = "",
+) -> None:
+    s = driver.soak(
+        users[: sizes.soak_users],
+        admin,
+        kind.nick,
+        kind.command,
+        kind.reload_one,
+        bot_reply(kind),
+        tokens,
+        sizes.soak_seconds,
+        total_rate=sizes.soak_rate,
+        reload_every=sizes.soak_reload_every,
+    )
+    fig.values["soak_sent" + suffix] = s.sent
+    fig.values["soak_lost" + suffix] = s.lost
+    fig.values["soak_dup" + suffix] = s.duplicates
+    fig.values["soak_refused" + suffix] = s.refused
+    fig.values["soak_reloads" + suffix] = s.reloads_sent
+    fig.values["soak_reload_replies" + suffix] = s.reloads_answered
+    log(
+        f"{kind.name}{suffix}: soak {s.sent} commands, {s.reloads_sent} reloads: lost {s.lost} "
+        f"(refused with another reply: {s.refused}), dup {s.duplicates}, "
+        f"reload replies {s.reloads_answered}"
+    )
+
+
+def bench_unlimited(
+    kind: peers.BotKind, server: Ngircd, sizes: Sizes, observer: driver.User
+) -> Figures:
+    """Ours with every user an admin: the per-user limits (not configurable) are bypassed."""
+    fig = Figures()
+    bot = BotProcess(kind, server, all_admins=True)
+    tokens = driver.Tokens(f"a{int(time.time()) % 100000}x")
+    try:
+        bot.start(observer)
+        nicks = [f"u{i}" for i in range(max(sizes.burst_users, sizes.soak_users))]
+        users = driver.connect_all(server.host, server.port, [*nicks, peers.ADMIN])
+        admin = users.pop()
+        try:
+            driver.round_trips(users[0], kind.nick, kind.command, tokens, 20)
+            measure_burst(kind, users, tokens, sizes, fig, "_admins")
+            time.sleep(0.5)
+            measure_soak(kind, users, admin, tokens, sizes, fig, "_admins")
+        finally:
+            for u in [*users, admin]:
+                u.close()
+    except Exception:
+        print(bot.tail(), file=sys.stderr)
+        raise
+    finally:
+        bot.cleanup()
+    return fig
 
 
 # -- ours only: 50 modules, and the in-process leak check ----------------------------------
@@ -384,6 +444,11 @@ ROWS = [
     Row("burst_rate", "burst 10x100: replies/s", "{:.0f}", ">= 2 x Sopel", "sopel",
         lambda o, p: o >= 2 * p),
     Row("burst_lost", "burst 10x100: replies lost", "{:.0f}", "0", None, lambda o, p: o == 0),
+    Row("burst_refused", "  of which refused ('busy')", "{:.0f}", "-", None, lambda o, p: True),
+    Row("burst_rate_admins", "burst, users admins: replies/s", "{:.0f}", ">= 2 x Sopel",
+        "sopel:burst_rate", lambda o, p: o >= 2 * p),
+    Row("burst_lost_admins", "burst, users admins: lost", "{:.0f}", "0", None,
+        lambda o, p: o == 0),
     Row("reload_one_p50_ms", "!reload NAME p50 (ms)", "{:.1f}", "<= 0.5 x Sopel", "sopel",
         lambda o, p: o <= 0.5 * p),
     Row("reload_changed_p50_ms", "!reload, 50 loaded, 1 changed (ms)", "{:.1f}",
@@ -398,7 +463,10 @@ ROWS = [
     Row("join_ms", "start -> JOIN seen (ms)", "{:.0f}", "<= 0.5 x Limnoria", "limnoria",
         lambda o, p: o <= 0.5 * p),
     Row("soak_lost", "soak: commands lost", "{:.0f}", "0", None, lambda o, p: o == 0),
+    Row("soak_refused", "  of which refused ('busy')", "{:.0f}", "-", None, lambda o, p: True),
     Row("soak_dup", "soak: answered twice", "{:.0f}", "0", None, lambda o, p: o == 0),
+    Row("soak_lost_admins", "soak, users admins: lost", "{:.0f}", "0", None,
+        lambda o, p: o == 0),
     Row("syntax_served_pct", "broken reload: served by old code %", "{:.0f}", "100 %", None,
         lambda o, p: o == 100),
 ]  # fmt: skip
@@ -505,9 +573,12 @@ def main(argv: list[str] | None = None) -> int:
                     log(f"round {r + 1}/{args.rounds}: {name}")
                     fig = bench_bot(kind, server, sizes, observer, args.keep)
                     if name == "ours":
-                        extra = bench_fifty(kind, server, sizes, observer)
-                        fig.values.update(extra.values)
-                        fig.notes.update(extra.notes)
+                        for extra in (
+                            bench_unlimited(kind, server, sizes, observer),
+                            bench_fifty(kind, server, sizes, observer),
+                        ):
+                            fig.values.update(extra.values)
+                            fig.notes.update(extra.notes)
                     rounds[name].append(fig)
         finally:
             observer.close()
