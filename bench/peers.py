@@ -156,7 +156,6 @@ class BotKind:
             "HOME": str(home),
             "PATH": "/usr/local/bin:/usr/bin:/bin",
             "LANG": "C.UTF-8",
-            "PYTHONDONTWRITEBYTECODE": "1",
         }
 
 
@@ -220,8 +219,10 @@ class Ours(BotKind):
 
     def __init__(self, python: str | None = None) -> None:
         self.python = Path(python) if python else None
+        self.pycache = DEFAULT_VENVS / "pycache-ours"
 
     def setup(self, venvs: Path) -> None:
+        self.pycache = venvs / "pycache-ours"
         if self.python is None:
             try:
                 self.python = ensure_venv(venvs, "ours", our_requirements())
@@ -252,6 +253,9 @@ class Ours(BotKind):
         )
         env = self.env(home)
         env["PYTHONPATH"] = str(REPO)
+        # Bytecode for bot/ as any install has it (the peers' site-packages have theirs),
+        # kept out of the work tree.
+        env["PYTHONPYCACHEPREFIX"] = str(self.pycache)
         assert self.python is not None
         argv = [str(self.python), "-m", "bot", "--config", str(home / "config.yaml")]
         return Launch(argv, env, home, module, commands)
