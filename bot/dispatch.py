@@ -238,13 +238,12 @@ class Dispatcher:
             running.future = executor.submit(self._run, call_id, job)
         except RuntimeError:  # executor shut down: we are stopping
             self._done(call_id, job.module)
-            return
-        if job.report_errors:
-            timeout = self.host.config.command_timeout
-            self.host.call_later(timeout, lambda: self._check_timeout(call_id, job.ctx, timeout))
 
     def _run(self, call_id: int, job: Job) -> None:
         ctx = job.ctx
+        if job.report_errors:  # timed from the start of the call, not from queueing
+            timeout = self.host.config.command_timeout
+            self.host.call_later(timeout, lambda: self._check_timeout(call_id, ctx, timeout))
         try:
             for line in _lines(job.call(ctx)):
                 ctx.reply(line)

@@ -445,9 +445,13 @@ class Transaction:
         # Loading pins each executed file's text in linecache; a rollback must put back the
         # text of the versions that keep serving, or their tracebacks would show the new file.
         self._lines = {k: v for k, v in linecache.cache.items() if self._in_folder(k)}
+        package = sys.modules.get(ns)
         for name in self.execute:
             sys.modules.pop(f"{ns}.{name}", None)
-        package = sys.modules.get(ns)
+            # `from . import _x` takes the package attribute when there is one, so the
+            # old version must go from there too, or importers bind the stale helper.
+            if package is not None and isinstance(getattr(package, name, None), types.ModuleType):
+                delattr(package, name)
         if package is None:
             package = types.ModuleType(ns, f"Command modules from {self.loader.folder.path}")
             package.__path__ = []  # children resolve only through our sealed finder

@@ -200,23 +200,12 @@ def {name}(ctx, args):
 """
 
 
-HELPER_ATTRIBUTE_BUG = (
-    "bot/loader.py Transaction.begin() pops re-executed helpers from sys.modules but "
-    "leaves them as attributes of the namespace package, so `from . import _text` binds "
-    "the old helper (Python's fromlist handling finds the attribute and imports nothing)"
-)
-
-
 @pytest.mark.parametrize(
     "styles",
     [
         pytest.param(("from-helper", "from-helper"), id="from-helper-import-name"),
         pytest.param(("from-helper", "from-package"), id="mixed"),
-        pytest.param(
-            ("from-package", "from-package"),
-            id="from-package-import-helper",
-            marks=pytest.mark.xfail(strict=True, reason=HELPER_ATTRIBUTE_BUG),
-        ),
+        pytest.param(("from-package", "from-package"), id="from-package-import-helper"),
     ],
 )
 def test_helper_edit_reaches_every_module_that_imports_it(
