@@ -28,11 +28,6 @@ class AdminRule:
     account: str | None = None  # "account:NAME" entries
     pattern: re.Pattern[str] | None = None  # compiled hostmask glob
 
-    @property
-    def nick_only(self) -> bool:
-        """True for masks like ``boss!*@*`` that anyone can satisfy by taking the nick."""
-        return self.account is None and self.text.split("!", 1)[1] in ("*@*", "*")
-
     def matches(self, source: Source) -> bool:
         if self.account is not None:
             return source.account is not None and irc_lower(source.account) == self.account
@@ -65,6 +60,11 @@ def parse_admin_rule(entry: str) -> AdminRule:
             f"use a hostmask like '{entry or 'nick'}!*@your.host' or 'account:{entry or 'name'}'"
         )
     nick, rest = entry.split("!", 1)
+    if re.fullmatch(r"[*?]*@[*?]*", rest):
+        raise AdminRuleError(
+            f"{entry!r} matches anyone who takes the nick {nick!r}, just like a bare nick; "
+            f"restrict the host ('{nick}!*@your.host') or use 'account:{nick}'"
+        )
     glob = f"{irc_lower(nick)}!{rest}".lower()
     return AdminRule(text=entry, pattern=re.compile(fnmatch.translate(glob)))
 

@@ -42,6 +42,7 @@ def test_empty_account_is_refused() -> None:
         parse_admin_rule("account:")
 
 
-def test_nick_only_masks_are_flagged() -> None:
-    assert parse_admin_rule("boss!*@*").nick_only
-    assert not parse_admin_rule("boss!*@trusted.example").nick_only
+@pytest.mark.parametrize("entry", ["boss!*@*", "boss!?*@*", "*!*@*"])
+def test_masks_that_only_constrain_the_nick_are_refused_too(entry: str) -> None:
+    with pytest.raises(AdminRuleError, match="just like a bare nick"):
+        parse_admin_rule(entry)
