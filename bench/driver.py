@@ -383,6 +383,22 @@ def wait_for_answers(
         time.sleep(0.01)
 
 
+def wait_for_count(
+    user: User, since: int, pred: Callable[[Received], bool], want: int, settle: float
+) -> int:
+    """Lines matching ``pred`` since ``since``: until ``want`` came, or none for ``settle`` s."""
+    got, last_change = -1, time.monotonic()
+    while time.monotonic() - last_change < settle:
+        with user._cond:
+            count = sum(1 for r in user.lines[since:] if pred(r))
+        if count >= want:
+            return count
+        if count != got:
+            got, last_change = count, time.monotonic()
+        time.sleep(0.05)
+    return got
+
+
 @dataclass
 class SoakResult:
     sent: int
@@ -407,6 +423,7 @@ def soak(
     total_rate: float = 500.0,
     reload_every: float = 0.05,
     settle: float = 5.0,
+    sync: Callable[[], object] | None = None,
 ) -> SoakResult:
     """Users send ``total_rate`` commands/s between them while the admin reloads."""
     per_user_interval = len(users) / total_rate
@@ -454,16 +471,15 @@ def soak(
         t.join()
     total = sum(len(v) for v in sent.values())
     wait_for_answers(users, sent, settle, 120.0)
+    if sync is not None:  # a bot with a backlog gets to finish it before we count
+        sync()
     once = dup = 0
     for u in users:
         for t in sent[u.nick]:
             n = len(u.tokens.get(t, ()))
             once += n == 1
             dup += max(0, n - 1)
-    # reload replies: give the last ones a moment
-    admin.wait(lambda r: False, 0.5)
-    with admin._cond:
-        answered = sum(1 for r in admin.lines[mark:] if is_reload_reply(r))
+    answered = wait_for_count(admin, mark, is_reload_reply, reloads, settle)
     lost = sum(1 for u in users for t in sent[u.nick] if t not in u.tokens)
     refused = sum(u.other_replies(target, marks[u.nick]) for u in users)
     elapsed = time.monotonic() - t0

@@ -57,6 +57,7 @@ class Sizes:
     fifty_reloads: int = 30
     inproc_reloads: int = 10_000
     floor: int = 500
+    defaults_each: int = 10  # --defaults: commands per user with default throttles
 
 
 FULL = Sizes()
@@ -173,6 +174,15 @@ def bot_reply(kind: peers.BotKind) -> Any:
     return pred
 
 
+def sync(
+    kind: peers.BotKind, user: driver.User, tokens: driver.Tokens, timeout: float = 60
+) -> bool:
+    """One command from ``user``, waited for: whatever the bot had queued before is done."""
+    tok = tokens.next()
+    user.privmsg(kind.nick, kind.command(tok))
+    return user.wait_token(tok, timeout) is not None
+
+
 def admin_command(
     admin: driver.User, kind: peers.BotKind, text: str, timeout: float = 30.0
 ) -> tuple[float, str]:
@@ -259,6 +269,8 @@ def bench_running(
         time.sleep(0.5)
 
         # syntax error, then reload: who still answers?
+        if not sync(kind, admin, tokens):
+            log(f"{kind.name}: no answer to a command within 60 s after the soak")
         module = bot.launch.module_file
         original = module.read_text()
         module.write_text(original + "\n\ndef broken(:\n    pass\n")
@@ -315,6 +327,7 @@ def measure_soak(
         sizes.soak_seconds,
         total_rate=sizes.soak_rate,
         reload_every=sizes.soak_reload_every,
+        sync=lambda: sync(kind, admin, tokens),
     )
     fig.values["soak_sent" + suffix] = s.sent
     fig.values["soak_lost" + suffix] = s.lost
@@ -349,6 +362,40 @@ def bench_unlimited(
         finally:
             for u in [*users, admin]:
                 u.close()
+    except Exception:
+        print(bot.tail(), file=sys.stderr)
+        raise
+    finally:
+        bot.cleanup()
+    return fig
+
+
+def bench_defaults(
+    kind: peers.BotKind, server: Ngircd, sizes: Sizes, observer: driver.User
+) -> Figures:
+    """Each bot with its default output throttle and flood protection: a small burst."""
+    fig = Figures()
+    bot = BotProcess(kind, server, defaults=True)
+    tokens = driver.Tokens(f"d{int(time.time()) % 100000}x")
+    try:
+        bot.start(observer)
+        users = driver.connect_all(
+            server.host, server.port, [f"u{i}" for i in range(sizes.burst_users)]
+        )
+        try:
+            b = driver.burst(
+                users, kind.nick, kind.command, tokens, sizes.defaults_each, settle=10, limit=90
+            )
+        finally:
+            for u in users:
+                u.close()
+        fig.values["burst_rate_defaults"] = b.rate
+        fig.values["burst_lost_defaults"] = b.lost
+        fig.values["burst_refused_defaults"] = b.refused
+        log(
+            f"{kind.name} (defaults): burst {b.sent}: {b.rate:.1f} replies/s, lost {b.lost} "
+            f"(refused with another reply: {b.refused}), {b.elapsed:.1f} s"
+        )
     except Exception:
         print(bot.tail(), file=sys.stderr)
         raise
@@ -446,7 +493,7 @@ ROWS = [
     Row("burst_rate", "burst 10x100: replies/s", "{:.0f}", ">= 2 x Sopel", "sopel",
         lambda o, p: o >= 2 * p),
     Row("burst_lost", "burst 10x100: replies lost", "{:.0f}", "0", None, lambda o, p: o == 0),
-    Row("burst_refused", "  of which refused ('busy')", "{:.0f}", "-", None, lambda o, p: True),
+    Row("burst_refused", "  of which refused ('busy')", "{:.0f}", "(info)"),
     Row("burst_rate_admins", "burst, users admins: replies/s", "{:.0f}", ">= 2 x Sopel",
         "sopel:burst_rate", lambda o, p: o >= 2 * p),
     Row("burst_lost_admins", "burst, users admins: lost", "{:.0f}", "0", None,
@@ -464,8 +511,10 @@ ROWS = [
         lambda o, p: o <= 0.8 * p),
     Row("join_ms", "start -> JOIN seen (ms)", "{:.0f}", "<= 0.5 x Limnoria", "limnoria",
         lambda o, p: o <= 0.5 * p),
+    Row("burst_rate_defaults", "defaults: burst 10x10 replies/s", "{:.1f}", "(info)", "sopel"),
+    Row("burst_lost_defaults", "defaults: burst 10x10 lost", "{:.0f}", "(info)"),
     Row("soak_lost", "soak: commands lost", "{:.0f}", "0", None, lambda o, p: o == 0),
-    Row("soak_refused", "  of which refused ('busy')", "{:.0f}", "-", None, lambda o, p: True),
+    Row("soak_refused", "  of which refused ('busy')", "{:.0f}", "(info)"),
     Row("soak_dup", "soak: answered twice", "{:.0f}", "0", None, lambda o, p: o == 0),
     Row("soak_lost_admins", "soak, users admins: lost", "{:.0f}", "0", None,
         lambda o, p: o == 0),
@@ -497,7 +546,7 @@ def table(results: dict[str, Figures], labels: dict[str, str], sizes: Sizes) -> 
                 ratio = f"{ours / peer:.2f} x {labels[base_name]}"
         met = "-"
         known = ours is not None and not (isinstance(ours, float) and math.isnan(ours))
-        if known and (row.base is None or peer is not None):
+        if known and row.check is not None and (row.base is None or peer is not None):
             met = "yes" if row.check(ours, peer) else "NO"
         label = row.label.replace("N reloads", f"{sizes.inproc_reloads} reloads")
         body.append([label, *(fmt(row, vals[n]) for n in names), ratio, row.target, met])
@@ -537,6 +586,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--our-python", help="python for our bot (default: a Debian-python venv)")
     parser.add_argument("--json", type=Path, default=HERE / "results" / "latest.json")
     parser.add_argument("--keep", action="store_true", help="keep the bots' temporary homes")
+    parser.add_argument(
+        "--defaults",
+        action="store_true",
+        help="also run a small burst against each bot with its default throttles",
+    )
     args = parser.parse_args(argv)
 
     sizes = QUICK if args.quick else FULL
@@ -581,6 +635,9 @@ def main(argv: list[str] | None = None) -> int:
                         ):
                             fig.values.update(extra.values)
                             fig.notes.update(extra.notes)
+                    if args.defaults:
+                        extra = bench_defaults(kind, server, sizes, observer)
+                        fig.values.update(extra.values)
                     rounds[name].append(fig)
         finally:
             observer.close()
