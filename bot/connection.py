@@ -24,6 +24,7 @@ import itertools
 import logging
 import queue
 import random
+import re
 import select
 import socket
 import ssl
@@ -60,18 +61,22 @@ class BoundedLineBuffer(jaraco.stream.buffer.LenientDecodingLineBuffer):
     hostile server could exhaust memory. Over-long lines are dropped whole.
     """
 
+    # A bare CR ends a line too (the library splits on LF only): otherwise the text
+    # after it would be glued to the next line, e.g. into the token a PONG echoes.
+    line_sep_exp = re.compile(b"\r\n|\r|\n")
+
     def __init__(self) -> None:
         super().__init__()
-        self._skipping = False  # inside an over-long line: drop up to the next newline
+        self._skipping = False  # inside an over-long line: drop up to the next line end
 
     def feed(self, data: bytes) -> None:
         if self._skipping:
-            newline = data.find(b"\n")
-            if newline < 0:
+            match = self.line_sep_exp.search(data)
+            if match is None:
                 return
-            data, self._skipping = data[newline + 1 :], False
+            data, self._skipping = data[match.end() :], False
         super().feed(data)
-        tail = len(self.buffer) - (self.buffer.rfind(b"\n") + 1)
+        tail = len(self.buffer) - (max(self.buffer.rfind(b"\n"), self.buffer.rfind(b"\r")) + 1)
         if tail > MAX_LINE_BYTES:
             log.warning("dropped an over-long line from the server (> %d bytes)", MAX_LINE_BYTES)
             self.buffer = self.buffer[: len(self.buffer) - tail]
@@ -102,8 +107,10 @@ class ConnectionSettings:
     sasl_password: str = ""
     sasl_required: bool = True  # never run without the account when SASL is configured
     rejoin_delay: float = 5.0  # after a kick
+    cannot_join_retry: float = 60.0  # at least this long before retrying a ban, +i, +k or +l
     join_on_invite: bool = False
     connect_timeout: float = 15.0
+    cap_timeout: float = 10.0  # end CAP negotiation (CAP END) if it has not ended by then
     ping_interval: float = 60.0  # send our own PING after this much silence
     ping_timeout: float = 60.0  # ...and give up this long after that
     regain_nick_every: float = 30.0
@@ -138,6 +145,13 @@ class GuardedConnection(irc.client.ServerConnection):
             super()._process_line(line)
         except Exception:
             log.exception("dropped an IRC line that could not be handled: %.200r", line)
+
+    def _prep_message(self, string: str) -> bytes:
+        # The library refuses LF but sends CR and NUL as they are. A server that ends
+        # lines at CR would read what follows as a second command from us (e.g. in a
+        # PONG echoing a hostile PING token). Nothing we send may contain them.
+        clean = string.replace("\r", "").replace("\0", "")
+        return super()._prep_message(clean)  # type: ignore[no-any-return]
 
 
 class WakeableReactor(irc.client.Reactor):
@@ -226,8 +240,10 @@ class Connection:
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = itertools.count()
         self._last_rx = time.monotonic()
-        self._ping_sent = False
+        self._ping_sent_at: float | None = None  # our unanswered PING, if any
         self._nick_attempt = 0
+        self._generation = 0  # counts connects, so timers of an old connection can tell
+        self._rejoin_pending: set[str] = set()  # irc-lowercased channels with a rejoin timer
         self._cap_pending: set[str] = set()
         self._ls_caps: dict[str, str] = {}
         self._sasl_started = False
@@ -280,7 +296,8 @@ class Connection:
         self._thread = threading.current_thread()
         self._quit_message = "Shutting down"
         self.after(0, self._connect)
-        self.every(1.0, self._check_alive)
+        s = self.settings
+        self.every(max(0.05, min(1.0, s.ping_interval / 3, s.ping_timeout / 3)), self._check_alive)
         self.every(self.settings.regain_nick_every, self._regain_nick)
         while not self._stopping:
             try:
@@ -395,10 +412,12 @@ class Connection:
             self._schedule_reconnect()
             return
         self._last_rx = time.monotonic()
-        self._ping_sent = False
+        self._ping_sent_at = None
         self.nick = s.nicks[0]
         # A server that ignores CAP must not stall registration.
-        self.after(10.0, self._cap_give_up)
+        self._generation += 1
+        generation = self._generation
+        self.after(s.cap_timeout, lambda: self._cap_give_up(generation))
 
     def _schedule_reconnect(self) -> None:
         if self._stopping:
@@ -413,16 +432,23 @@ class Connection:
         self.backoff.reset()
 
     def _check_alive(self) -> None:
+        """PING after ``ping_interval`` of silence; give up ``ping_timeout`` after that PING.
+
+        The timeout counts from a PING actually sent, so a connection is never
+        dropped without having been asked whether it is alive.
+        """
         if not self.server.is_connected():
             return
-        idle = time.monotonic() - self._last_rx
+        now = time.monotonic()
         s = self.settings
-        if idle > s.ping_interval + s.ping_timeout:
-            log.warning("no data from the server for %.0f s; reconnecting", idle)
-            self.server.disconnect("Ping timeout")
-        elif idle > s.ping_interval and not self._ping_sent:
+        if self._ping_sent_at is not None:
+            if now - self._ping_sent_at > s.ping_timeout:
+                idle = now - self._last_rx
+                log.warning("no data from the server for %.0f s; reconnecting", idle)
+                self.server.disconnect("Ping timeout")
+        elif now - self._last_rx > s.ping_interval:
             self.send_now(f"PING :{int(time.time())}")
-            self._ping_sent = True
+            self._ping_sent_at = now
 
     # -- event handlers ---------------------------------------------------------
 
@@ -434,6 +460,8 @@ class Connection:
         for name in ("saslsuccess", "saslfail", "sasltoolong", "saslaborted", "saslalready"):
             add(name, self._on_sasl_result, -30)
         add("account", self._on_account, -20)
+        add("loggedin", self._on_logged_in, -30)
+        add("loggedout", self._on_logged_in, -30)
         add("invite", self._on_invite, -20)
         add("bannedfromchan", self._on_cannot_join, -20)
         add("inviteonlychan", self._on_cannot_join, -20)
@@ -453,7 +481,7 @@ class Connection:
 
     def _on_raw(self, conn: Any, event: Any) -> None:
         self._last_rx = time.monotonic()
-        self._ping_sent = False
+        self._ping_sent_at = None
 
     def _on_cap(self, conn: Any, event: Any) -> None:
         args = list(event.arguments)
@@ -522,9 +550,21 @@ class Connection:
         if not chunks or len(chunks[-1]) == 400:
             self.send_now("AUTHENTICATE +")
 
+    def _on_logged_in(self, conn: Any, event: Any) -> None:
+        """900 ``<nick> <mask> <account> :...`` or 901 (logged out): our own account.
+
+        The server names the account; with SASL EXTERNAL it is the only place
+        the name comes from (the config has none).
+        """
+        if event.type == "loggedout":
+            self.account = None
+        elif len(event.arguments) >= 2 and event.arguments[1]:
+            self.account = event.arguments[1]
+
     def _on_sasl_result(self, conn: Any, event: Any) -> None:
         if event.type == "saslsuccess":
-            self.account = self.settings.sasl_account
+            if self.account is None:  # no 900 before the 903
+                self.account = self.settings.sasl_account
             log.info(
                 "logged in to services as %s (SASL %s)", self.account, self.settings.sasl_mechanism
             )
@@ -550,7 +590,9 @@ class Connection:
         if not self.registered.is_set() and self.server.is_connected():
             self.send_now("CAP END")
 
-    def _cap_give_up(self) -> None:
+    def _cap_give_up(self, generation: int) -> None:
+        if generation != self._generation:
+            return  # the timer of an earlier connection: this one has its own
         if self.server.is_connected() and not self.registered.is_set():
             if self._sasl_started and self.settings.sasl_required and not self.account:
                 self._sasl_failed("no answer from the server")
@@ -635,6 +677,7 @@ class Connection:
         if self._is_me(event.source.nick):
             self.joined.discard(irc_lower(event.target))
             log.info("left %s", event.target)
+        self._forget_account(event.source.nick)
         self._emit("part", event)
 
     def _on_kick(self, conn: Any, event: Any) -> None:
@@ -643,11 +686,41 @@ class Connection:
             self.joined.discard(irc_lower(channel))
             log.warning("kicked from %s by %s", channel, event.source.nick)
             if self._wanted(channel):
-                self.after(self.settings.rejoin_delay, lambda: self._rejoin(channel))
+                self._schedule_rejoin(channel, self.settings.rejoin_delay)
+        if event.arguments:
+            self._forget_account(event.arguments[0])
         self._emit("kick", event)
+
+    def _forget_account(self, nick: str) -> None:
+        """Someone left a channel (or we did): stop trusting what we knew of their account.
+
+        Without account-tag, accounts come from extended-join and account-notify,
+        which only reach us while we share a channel. Once they have left, a
+        logout or a nick change goes unseen, and an impostor could take the nick
+        and inherit the account. Forgetting errs on the safe side: the account
+        is learned again from their next JOIN or ACCOUNT. When we leave a
+        channel, we forget everyone.
+        """
+        if self._is_me(nick):
+            self.accounts.clear()
+        else:
+            self.accounts.pop(irc_lower(nick), None)
 
     def _wanted(self, channel: str) -> bool:
         return irc_lower(channel) in {irc_lower(c) for c in self.settings.channels}
+
+    def _schedule_rejoin(self, channel: str, delay: float) -> None:
+        """One pending rejoin per channel, however many kicks or refusals arrive."""
+        key = irc_lower(channel)
+        if key in self._rejoin_pending:
+            return
+        self._rejoin_pending.add(key)
+
+        def fire() -> None:
+            self._rejoin_pending.discard(key)
+            self._rejoin(channel)
+
+        self.after(delay, fire)
 
     def _rejoin(self, channel: str) -> None:
         wanted = self.registered.is_set() and self._wanted(channel)
@@ -658,10 +731,10 @@ class Connection:
         """Banned, invite-only, wrong key, full: report, then try again much later."""
         channel = event.arguments[0] if event.arguments else "?"
         reason = " ".join(event.arguments[1:]) or event.type
-        delay = max(60.0, self.settings.rejoin_delay * 12)
-        log.warning("cannot join %s: %s; trying again in %.0f s", channel, reason, delay)
+        delay = max(self.settings.cannot_join_retry, self.settings.rejoin_delay * 12)
+        log.warning("cannot join %s: %s; trying again in %.1f s", channel, reason, delay)
         if self._wanted(channel):
-            self.after(delay, lambda: self._rejoin(channel))
+            self._schedule_rejoin(channel, delay)
 
     def _on_invite(self, conn: Any, event: Any) -> None:
         channel = event.arguments[0] if event.arguments else ""
