@@ -1,0 +1,299 @@
+"""Faults: a server that dies, goes silent, never answers, refuses our nick, kicks,
+bans or invites us, or shows a certificate we cannot verify.
+
+Real-server cases use ngIRCd (``private_ngircd`` for the one we kill); the rest
+use tests/fakeserver.py, whose clock-free scripts make timing assertions exact.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import shutil
+import ssl
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from fakeserver import (
+    FakeServer,
+    Script,
+    Session,
+    assert_alive,
+    black_hole,
+    running_app,
+    wait_until,
+)
+from ircclient import ClientFactory
+
+from bot.connection import Backoff
+from bot.ircd import Ngircd
+
+# --------------------------------------------------------------------------- a real server dies
+
+
+@pytest.mark.integration
+def test_killed_server_reconnect_rejoin_and_answer(
+    private_ngircd: Ngircd,
+    irc_client: ClientFactory,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """SIGKILL the server, start it again: the bot is back within its backoff window."""
+    caplog.set_level(logging.INFO, logger="bot.connection")
+    channels = ["#one", "#two"]
+    with running_app(tmp_path, private_ngircd.port, channels=channels, backoff=Backoff()) as app:
+        connection = app.connection
+        wait_until(lambda: connection.joined == {"#one", "#two"}, what="the first joins")
+        private_ngircd.kill()
+        killed = time.time()
+        wait_until(lambda: not connection.registered.is_set(), what="the bot to notice")
+        private_ngircd.start()
+
+        wait_until(
+            lambda: connection.connects == 2 and connection.joined == {"#one", "#two"},
+            timeout=8,
+            what="reconnect and rejoin",
+        )
+        retries = [
+            r.created
+            for r in caplog.records
+            if r.getMessage().startswith("connecting to") and r.created > killed
+        ]
+        assert retries, "no reconnect attempt logged"
+        assert retries[0] - killed < 2.0, "the first retry came too late"
+
+        client = irc_client(server=private_ngircd)
+        for channel in channels:
+            client.join(channel)
+            client.privmsg(channel, f"!echo back in {channel}")
+            client.wait_for(rf"PRIVMSG {channel} :back in {channel}$")
+
+
+# --------------------------------------------------------------------------- silence
+
+
+def test_half_open_connection_is_detected_by_the_ping_timer(tmp_path: Path) -> None:
+    settings = {"ping_interval": 0.3, "ping_timeout": 0.3}
+    with FakeServer() as server, running_app(tmp_path, server.port, settings=settings):
+        first = server.wait_registered()
+        # While the server answers our PINGs, idle periods are fine: a second PING on
+        # the same connection means the first PONG counted as life.
+        first.wait_for(r"^PING ", timeout=3)
+        first.wait_for(r"^PING ", timeout=3)
+        assert not first.closed.is_set() and len(server.sessions) == 1
+
+        first.mute()  # half-open: nothing arrives any more, PINGs go unanswered
+        muted = time.monotonic()
+        first.wait_for(r"^PING ", timeout=3)
+        second = server.wait_registered(1, timeout=5)
+        assert first.closed.wait(1), "the dead connection was not closed"
+        assert time.monotonic() - muted < 4
+        assert_alive(second, "after-ping-timeout")
+
+
+def test_server_that_accepts_and_never_speaks_is_left(tmp_path: Path) -> None:
+    settings = {"ping_interval": 0.3, "ping_timeout": 0.3, "cap_timeout": 0.3}
+    with (
+        FakeServer(Script(silent=True)) as server,
+        running_app(tmp_path, server.port, settings=settings) as app,
+    ):
+        first = server.wait_session(0)
+        first.wait_for(r"^CAP END$", timeout=2)  # the CAP give-up
+        server.wait_session(1, timeout=5)  # then the ping timer gave up on it
+        assert first.closed.wait(2)
+        assert app.connection.connects == 0
+
+
+def test_connect_that_never_completes_times_out_and_retries(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    listener, fillers = black_hole()
+    port = listener.getsockname()[1]
+    try:
+        with running_app(tmp_path, port, settings={"connect_timeout": 0.3}) as app:
+
+            def failures() -> list[logging.LogRecord]:
+                return [r for r in caplog.records if "could not connect" in r.getMessage()]
+
+            wait_until(lambda: len(failures()) >= 2, timeout=5, what="two timed-out connects")
+            assert "timed out" in failures()[0].getMessage()
+            assert not app.connection.registered.is_set()
+    finally:
+        for sock in fillers:
+            sock.close()
+        listener.close()
+
+
+# --------------------------------------------------------------------------- nicks
+
+
+@pytest.mark.integration
+def test_nick_in_use_then_regained_when_free(
+    ngircd: Ngircd, irc_client: ClientFactory, tmp_path: Path
+) -> None:
+    holder = irc_client("hold")
+    wanted = holder.nick
+    with running_app(
+        tmp_path, ngircd.port, nick=wanted, settings={"regain_nick_every": 0.3}
+    ) as app:
+        connection = app.connection
+        wait_until(connection.registered.is_set, what="registration under another nick")
+        assert connection.nick == f"{wanted}_"
+        holder.join("#c")
+        holder.privmsg("#c", "!echo alt")
+        holder.wait_for(rf"^:{wanted}_!\S+ PRIVMSG #c :alt$")
+
+        holder.close()  # the nick is free now
+        wait_until(lambda: connection.nick == wanted, timeout=3, what="the nick regained")
+        watcher = irc_client("watch")
+        watcher.join("#c")
+        watcher.privmsg("#c", "!echo regained")
+        watcher.wait_for(rf"^:{wanted}!\S+ PRIVMSG #c :regained$")
+
+
+def test_every_nick_taken_falls_back_to_a_generated_one(tmp_path: Path) -> None:
+    script = Script(taken_nicks={"testbot", "testbot_", "testbot__"})
+    with (
+        FakeServer(script) as server,
+        running_app(tmp_path, server.port, settings={"regain_nick_every": 0.2}) as app,
+    ):
+        session = server.wait_registered()
+        assert session.nick.startswith("testbot") and session.nick not in script.taken_nicks
+        assert_alive(session, "generated-nick")
+        script.taken_nicks.clear()
+        wait_until(lambda: app.connection.nick == "testbot", what="the nick regained")
+        assert session.nick == "testbot"
+
+
+# --------------------------------------------------------------------------- channels
+
+
+def _join_times(session: Session, channel: str, since: int = 0) -> list[float]:
+    lines = session.lines_since(since)
+    times = session.times[since : since + len(lines)]
+    return [t for t, line in zip(times, lines, strict=True) if line == f"JOIN {channel}"]
+
+
+def test_kicked_bot_rejoins_after_rejoin_delay(tmp_path: Path) -> None:
+    rejoin_delay = 0.5
+    with (
+        FakeServer() as server,
+        running_app(tmp_path, server.port, channels=["#c"], rejoin_delay=rejoin_delay) as app,
+    ):
+        session = server.wait_registered()
+        session.wait_for(r"^JOIN #c$")
+        session.send(":testbot!bot@bot.host JOIN #other")  # joined by hand, not configured
+        wait_until(lambda: app.connection.joined == {"#c", "#other"})
+        since = session.mark()
+        session.send(":op!op@op.example KICK #other testbot :not you either")
+        session.send(":op!op@op.example KICK #c testbot :out")
+        kicked = time.monotonic()
+        wait_until(lambda: app.connection.joined == set(), what="the kicks to be processed")
+        session.wait_for(r"^JOIN #c$", timeout=rejoin_delay + 2, since=since)
+        (rejoined,) = _join_times(session, "#c", since)
+        assert rejoin_delay * 0.95 <= rejoined - kicked <= rejoin_delay + 1.5
+        # Its timer was due first: had #other been rejoined, it would be here by now.
+        assert _join_times(session, "#other", since) == []
+        assert_alive(session, "after-kick")
+
+
+def test_banned_is_logged_and_retried_later_without_a_tight_loop(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    retry = 0.5
+
+    def ban(session: Session, channel: str) -> None:
+        for _ in range(2):  # a hostile server that says it twice
+            session.send(f":fake.test 474 {session.nick} {channel} :Cannot join channel (+b)")
+
+    with (
+        FakeServer(Script(join=ban)) as server,
+        running_app(
+            tmp_path,
+            server.port,
+            rejoin_delay=0.01,
+            settings={"cannot_join_retry": retry},
+        ),
+    ):
+        session = server.wait_registered()
+        session.wait_for(r"^JOIN #c$")
+        session.wait_for(r"^JOIN #c$", timeout=retry + 2)
+        session.wait_for(r"^JOIN #c$", timeout=retry + 2)
+        times = _join_times(session, "#c")
+        assert len(times) == 3, "refusals multiplied the retries"
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        assert all(gap >= retry * 0.9 for gap in gaps), gaps
+        assert any("cannot join #c" in r.getMessage() for r in caplog.records)
+        assert_alive(session, "while-banned")
+
+
+@pytest.mark.parametrize("join_on_invite", [False, True])
+def test_invite_is_followed_only_when_configured(tmp_path: Path, join_on_invite: bool) -> None:
+    with (
+        FakeServer() as server,
+        running_app(tmp_path, server.port, join_on_invite=join_on_invite),
+    ):
+        session = server.wait_registered()
+        since = session.mark()
+        session.send(":friend!f@friend.example INVITE testbot :#party")
+        # The INVITE is handled before the PING that follows it: any JOIN comes first.
+        session.send("PING :after-invite")
+        session.wait_for(r"^PONG :?after-invite$", since=since)
+        assert len(_join_times(session, "#party", since)) == (1 if join_on_invite else 0)
+
+
+# --------------------------------------------------------------------------- TLS
+
+
+@pytest.fixture(scope="module")
+def self_signed(tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
+    """A server-side TLS context with a fresh self-signed certificate for 127.0.0.1."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    key, cert = folder / "key.pem", folder / "cert.pem"
+    subprocess.run(
+        [
+            *(openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"),
+            *("-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2"),
+            *("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+def test_tls_self_signed_is_refused_by_default(
+    tmp_path: Path, self_signed: ssl.SSLContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    with (
+        FakeServer(tls=self_signed) as server,
+        running_app(tmp_path, server.port, server={"tls": True}) as app,
+    ):
+        server.wait_session(1)  # refused once, and tried again
+        first = server.wait_session(0)
+        wait_until(lambda: first.closed.is_set())
+        assert first.handshake_error is not None
+        assert first.lines == [], "sent something over an unverified connection"
+        assert any("CERTIFICATE_VERIFY_FAILED" in r.getMessage() for r in caplog.records)
+        assert not app.connection.registered.is_set()
+
+
+def test_tls_self_signed_is_accepted_with_tls_verify_false(
+    tmp_path: Path, self_signed: ssl.SSLContext
+) -> None:
+    with (
+        FakeServer(tls=self_signed) as server,
+        running_app(tmp_path, server.port, server={"tls": True, "tls_verify": False}),
+    ):
+        session = server.wait_registered()
+        assert session.handshake_error is None
+        assert_alive(session, "over-tls")
+        assert len(server.sessions) == 1
