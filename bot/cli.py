@@ -46,10 +46,16 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="start a throwaway local IRC server (ngircd) and connect to it instead",
     )
+    add_console_option(parser)
     parser.add_argument("--version", action="version", version=f"reloadbot {__version__}")
+    add_new_command(parser)
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
+    if args.subcommand == "new-command":
+        return new_command(args.name, args.config)
+    if args.console:
+        return console(args.config)
     try:
         config = load_config(args.config)
     except ConfigError as exc:
@@ -63,6 +69,80 @@ def main(argv: list[str] | None = None) -> int:
     if args.demo:
         return demo(config)
     return run(config)
+
+
+def add_console_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--console",
+        action="store_true",
+        help="chat with the bot in this terminal instead of connecting to IRC",
+    )
+
+
+def add_new_command(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="subcommand", metavar="COMMAND")
+    new = sub.add_parser(
+        "new-command",
+        help="write commands/NAME.py and tests/test_NAME.py from a template",
+        description="Write a new command module and its test (never overwrites a file).",
+    )
+    new.add_argument("name", metavar="NAME", help="the command (and module) name, e.g. roll")
+    new.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="config file")
+
+
+def console(path: Path) -> int:
+    """--console: the real bot with a terminal for a transport (see bot.console)."""
+    from bot.console import default_config, run_console
+
+    if path == Path("config.yaml") and not path.exists():
+        config = default_config(Path("commands").absolute())
+        print("-- no config.yaml here: using ./commands and defaults", file=sys.stderr)
+    else:
+        try:
+            config = load_config(path)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                print(f"config error: {problem}", file=sys.stderr)
+            return 2
+    root = logging.getLogger()
+    root.setLevel(config.log_level)
+    for handler in list(root.handlers):  # the console shows warnings in the chat instead
+        root.removeHandler(handler)
+    return run_console(config)
+
+
+def new_command(name: str, path: Path) -> int:
+    """new-command NAME: scaffold a command module and its test (see bot.templates)."""
+    from bot.templates import ScaffoldError, scaffold
+
+    config = None
+    if path.exists() or path != Path("config.yaml"):
+        try:
+            config = load_config(path)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                print(f"config error: {problem}", file=sys.stderr)
+            return 2
+    try:
+        made = scaffold(name, config=config)
+    except ScaffoldError as exc:
+        print(f"new-command: {exc}", file=sys.stderr)
+        return 1
+    module, test = (_shown(p) for p in (made.module, made.test))
+    prefix = config.prefix if config else "!"
+    print(
+        f"wrote {module} and {test}\n"
+        f"next: edit {module}, run `pytest {test}`, and try it with"
+        f" `python -m bot --console` (say {prefix}{name} hello)"
+    )
+    return 0
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.absolute().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def check(config: Config) -> int:

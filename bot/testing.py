@@ -1,0 +1,516 @@
+"""reloadbot's pytest plugin: test a command module against the real bot, without IRC.
+
+Registered through the ``pytest11`` entry point, so installing reloadbot
+(``pip install -e .``) is enough; in a checkout that is not installed, run
+``pytest -p bot.testing``. It provides one fixture, ``load_command``::
+
+    from pathlib import Path
+
+    from bot.testing import LoadCommand
+
+    DICE = Path(__file__).resolve().parents[1] / "commands" / "dice.py"
+
+
+    def test_roll(load_command: LoadCommand) -> None:
+        bot = load_command(DICE)
+        assert bot.say("!roll 1d1") == ["1d1: 1"]
+        assert bot.say("!roll 1d1", nick="bob", channel=None) == ["1d1: 1"]  # in private
+        assert bot.sent[-1].target == "bob"
+
+``load_command(path)`` loads that one module (and the ``_helpers`` it imports
+from its folder) into a real App: loader, registry, dispatcher, worker threads,
+outbox and built-in commands are all the ones the IRC bot runs. Only the
+transport is in memory, and its clock is fake: timers (``bot.after``/``every``
+in ``setup``, the command timeout) run when the test calls ``advance()``.
+
+``CommandBot.load`` does the same outside pytest (close it yourself).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from concurrent.futures import wait
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+import pytest
+
+if TYPE_CHECKING:  # imported lazily: the plugin loads in every pytest run of the venv
+    from bot.app import App, ReloadReport
+    from bot.config import Config
+    from bot.dispatch import Running
+    from bot.message import Message, Source
+    from bot.outbox import Outbox
+
+__all__ = [
+    "TEST_ACCOUNT",
+    "CommandBot",
+    "LoadCommand",
+    "ModuleLoadError",
+    "Sent",
+    "load_command",
+]
+
+#: The services account ``say(..., admin=True)`` messages carry; the test bot's only admin rule.
+TEST_ACCOUNT = "reloadbot-test"
+TEST_USER = "test"
+TEST_HOST = "example.invalid"
+
+_apps = itertools.count(1)
+
+
+class ModuleLoadError(AssertionError):
+    """A module did not load (or reload); the message has every error with file:line."""
+
+
+class Sent(NamedTuple):
+    """One line the bot sent: where to, and what."""
+
+    target: str
+    text: str
+    command: str = "PRIVMSG"
+
+
+class FakeTransport:
+    """The Transport protocol in memory: no socket, no thread, a clock that moves on demand.
+
+    ``CommandBot`` plays the connection thread: it hands messages to the
+    dispatcher, runs due timers in ``advance()`` and drains the outbox.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        outbox: Outbox,
+        on_message: Callable[[Message], None],
+        on_event: Callable[[str, Source, str, list[str]], None],
+    ) -> None:
+        self.nick = config.nick
+        self.channels = config.channels
+        self.outbox = outbox
+        self.on_message = on_message
+        self.on_event = on_event
+        self.now = 0.0
+        self.stopped: str | None = None
+        self.reconnects: list[str] = []
+        self._timers: list[tuple[float, int, Callable[[], None]]] = []
+        self._seq = itertools.count()
+        self._changed = threading.Condition()
+        self.scheduled = 0  # callbacks scheduled so far
+
+    def run(self) -> None:
+        raise RuntimeError("the test transport has no loop; CommandBot drives it")
+
+    def stop(self, message: str = "Shutting down") -> None:
+        self.stopped = message
+
+    def wake(self) -> None:
+        """Replies wait in the outbox until the test collects them."""
+
+    def call_later(self, delay: float, fn: Callable[[], None]) -> None:
+        with self._changed:
+            heapq.heappush(self._timers, (self.now + max(0.0, delay), next(self._seq), fn))
+            self.scheduled += 1
+            self._changed.notify_all()
+
+    def wait_scheduled(self, count: int, timeout: float, give_up: Callable[[], bool]) -> bool:
+        """Wait until ``count`` callbacks in all were scheduled (or ``give_up()``)."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while self.scheduled < count and not give_up():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._changed.wait(min(left, 0.05))  # give_up() is not notified: re-check
+        return True
+
+    def set_channels(self, channels: tuple[str, ...]) -> None:
+        self.channels = channels
+
+    def change_nick(self, nicks: tuple[str, ...]) -> None:
+        self.nick = nicks[0]
+
+    def reconnect(self, reason: str) -> None:
+        self.reconnects.append(reason)
+
+    def update_settings(self, settings: object) -> None:
+        """No server, nothing to update."""
+
+    def source_length(self) -> int:
+        return len(self.nick) + 1 + 74  # as the IRC connection assumes before it knows better
+
+    def pop_due(self, until: float) -> Callable[[], None] | None:
+        """The next callback due at or before ``until``, moving the clock to its due time."""
+        with self._changed:
+            if not self._timers or self._timers[0][0] > until:
+                return None
+            due, _, fn = heapq.heappop(self._timers)
+            self.now = max(self.now, due)
+            return fn
+
+
+def _test_config(
+    folder: Path,
+    *,
+    prefix: str,
+    nick: str,
+    channel: str,
+    state_db: Path | None,
+    command_timeout: float,
+) -> Config:
+    from bot.auth import parse_admin_rule
+    from bot.config import CommandRate, Config, RateLimit, ServerConfig
+
+    return Config(
+        server=ServerConfig(host="irc.example.invalid"),
+        nick=nick,
+        channels=(channel,),
+        prefix=prefix,
+        admins=(parse_admin_rule(f"account:{TEST_ACCOUNT}"),),
+        commands_dir=folder,
+        watch=False,
+        # Replies are still sanitised and split like on IRC, and admin checks, errors and
+        # the per-user running cap are the same; only the flood limits (which would
+        # drop a test's sixth command within ten seconds) are out of the way.
+        rate_limit=RateLimit(burst=1_000_000, per_second=1_000_000.0),
+        command_rate=CommandRate(per_user=1_000_000, per_channel=1_000_000),
+        command_timeout=command_timeout,
+        workers=4,
+        state_db=state_db,
+    )
+
+
+class _Default(Enum):
+    CHANNEL = "the bot's channel"
+
+
+#: ``say(channel=...)`` default: the channel the bot was loaded with.
+BOT_CHANNEL = _Default.CHANNEL
+
+
+@dataclass(eq=False)
+class CommandBot:
+    """A real App serving one command module, driven synchronously by a test."""
+
+    app: App
+    name: str  # the module under test
+    channel: str  # where ``say`` talks unless told otherwise
+    sent: list[Sent]  # every line the bot sent, oldest first
+    scratch: Path | None = None  # a temporary folder of ours, removed by close()
+
+    # -- making one ---------------------------------------------------------------
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        prefix: str = "!",
+        nick: str = "testbot",
+        channel: str = "#test",
+        state: Mapping[str, Any] | None = None,
+        state_db: str | os.PathLike[str] | None = None,
+        command_timeout: float = 10.0,
+    ) -> CommandBot:
+        """Load the module at ``path`` (with its helpers) into a fresh bot; ``close()`` it.
+
+        ``state`` seeds the module's ``ctx.state`` before it loads (``setup``
+        sees it). State lives in SQLite as on IRC (so values must be JSON, and
+        ``ctx.state.transaction()`` works): in a temporary file by default, or in
+        ``state_db``, where a second bot sees what the first one stored.
+        Raises ModuleLoadError with the loader's messages if the module does not load.
+        """
+        from bot.app import App
+        from bot.loader import IDENTIFIER_HINT, is_module_name
+
+        file = Path(path).absolute()
+        if file.suffix != ".py" or not file.is_file():
+            raise FileNotFoundError(f"no command module at {file}")
+        name = file.stem
+        if not is_module_name(name):
+            raise ValueError(f"{file.name}: {IDENTIFIER_HINT}")
+        if name.startswith("_"):
+            raise ValueError(
+                f"{file.name} is a helper: load a module that imports it; helpers come along"
+            )
+        scratch = None
+        if state_db is None:
+            scratch = Path(tempfile.mkdtemp(prefix="reloadbot-test-"))
+            state_db = scratch / "state.sqlite3"
+        config = _test_config(
+            file.parent,
+            prefix=prefix,
+            nick=nick,
+            channel=channel,
+            state_db=Path(state_db),
+            command_timeout=command_timeout,
+        )
+        try:
+            app = App(config, namespace=f"reloadbot_testing_{next(_apps)}", transport=FakeTransport)
+        except BaseException:
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
+            raise
+        bot = cls(app, name, channel, [], scratch)
+        try:
+            if state:
+                app.state_for(name).update(state)
+            report = app.load(name)
+            if not report.ok:
+                raise ModuleLoadError(f"{file.name} did not load:\n" + "\n".join(report.errors))
+            bot._drain()
+        except BaseException:
+            bot.close()
+            raise
+        return bot
+
+    def close(self) -> None:
+        """Tear the module down (its ``teardown`` runs) and free the bot."""
+        self.app.close()
+        prefix = self.app.namespace + "."
+        for key in [k for k in sys.modules if k == self.app.namespace or k.startswith(prefix)]:
+            del sys.modules[key]
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            self.scratch = None
+
+    def __enter__(self) -> CommandBot:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- talking to it ------------------------------------------------------------
+
+    def say(
+        self,
+        text: str,
+        *,
+        nick: str = "alice",
+        channel: str | _Default | None = BOT_CHANNEL,
+        admin: bool = False,
+        wait: bool = True,
+        timeout: float = 10.0,
+    ) -> list[str]:
+        """Say ``text`` as ``nick``; return the texts of the lines the bot sent in answer.
+
+        ``channel`` defaults to the bot's channel; ``None`` means a private
+        message. ``admin=True`` makes the sender match the bot's admin rule.
+        Waits (up to ``timeout`` real seconds, else TimeoutError) until every
+        command and listener the message started has finished; ``wait=False``
+        returns as soon as the command is running (its timeout counts from now
+        on the fake clock), with whatever was sent so far: collect the rest
+        with ``wait()`` or ``advance()``.
+        """
+        from bot.message import Message
+
+        where = self.channel if isinstance(channel, _Default) else channel
+        source = self._source(nick, admin)
+        if where is None:
+            message = Message(source, self.nick, text, is_private=True)
+        else:
+            message = Message(source, where, text, is_private=False)
+        return self._step(lambda: self.app.dispatcher.handle(message), wait, timeout, text)
+
+    def event(
+        self,
+        kind: str,
+        *,
+        nick: str = "alice",
+        channel: str | _Default | None = BOT_CHANNEL,
+        text: str = "",
+        by: str = "op",
+        timeout: float = 10.0,
+    ) -> list[str]:
+        """Someone joins, parts, quits, changes nick (``text`` is the new nick) or is kicked.
+
+        ``nick`` is who it happens to; for ``kick``, ``by`` is who kicks. Runs
+        the ``@on_event`` listeners like the IRC connection would; returns what they sent.
+        """
+        where = self.channel if isinstance(channel, _Default) else channel
+        source = self._source(nick, False)
+        if kind == "kick":
+            source = self._source(by, False)
+            target, args = where or "", [nick, text]
+        elif kind == "nick":
+            target, args = text, []
+        elif kind == "quit":
+            target, args = "", [text] if text else []
+        else:
+            target, args = where or "", [text] if text else []
+        on_event = self.transport.on_event
+        return self._step(lambda: on_event(kind, source, target, args), True, timeout, kind)
+
+    def advance(self, seconds: float, *, timeout: float = 10.0) -> list[str]:
+        """Move the fake clock on, running every timer that falls due, in order.
+
+        Each timer's job finishes before the next timer runs. Returns the texts
+        of the lines sent meanwhile (timed-out commands' notices included).
+        """
+        if seconds < 0:
+            raise ValueError("time only moves forward")
+        transport = self.transport
+        until = transport.now + seconds
+        texts: list[str] = []
+        while (fn := transport.pop_due(until)) is not None:
+            texts += self._step(fn, True, timeout, "a timer")
+        transport.now = until
+        return texts + self._drain()
+
+    def wait(self, timeout: float = 10.0) -> list[str]:
+        """Wait until nothing is running; return the texts sent since the last call."""
+        self._wait_for(self.app.dispatcher.running(), timeout, "the running calls")
+        return self._drain()
+
+    def reload(self, *modules: str, force: bool = False, check: bool = True) -> ReloadReport:
+        """Reload like ``!reload``: changed files (all with ``force``), or the named modules.
+
+        Raises ModuleLoadError if the reload failed (then the old code keeps
+        serving, as on IRC) unless ``check=False``; returns the report.
+        """
+        report = self.app.reload(modules, force=force)
+        self._drain()
+        if check and not report.ok:
+            raise ModuleLoadError("reload failed:\n" + "\n".join(report.errors))
+        return report
+
+    # -- looking inside -----------------------------------------------------------
+
+    @property
+    def transport(self) -> FakeTransport:
+        transport = self.app.connection
+        assert isinstance(transport, FakeTransport)
+        return transport
+
+    @property
+    def nick(self) -> str:
+        """The bot's nick."""
+        return self.app.nick
+
+    @property
+    def prefix(self) -> str:
+        return self.app.config.prefix
+
+    @property
+    def now(self) -> float:
+        """Seconds on the fake clock since the bot was made."""
+        return self.transport.now
+
+    @property
+    def state(self) -> MutableMapping[str, Any]:
+        """The module's ``ctx.state`` (the same mapping, not a copy)."""
+        return self.app.state_for(self.name)
+
+    @property
+    def module(self) -> ModuleType:
+        """The module object now serving (a new one after each reload)."""
+        loaded = self.app.registry.modules.get(self.name)
+        if loaded is None:
+            raise LookupError(f"{self.name} is not loaded")
+        return loaded.module
+
+    # -- internals ----------------------------------------------------------------
+
+    def _source(self, nick: str, admin: bool) -> Source:
+        from bot.message import Source
+
+        return Source(nick, TEST_USER, TEST_HOST, TEST_ACCOUNT if admin else None)
+
+    def _step(self, act: Callable[[], None], wait: bool, timeout: float, what: str) -> list[str]:
+        """Do ``act`` as the connection thread would, wait for the jobs it started, drain."""
+        before = self.app.dispatcher.running()  # kept alive, so no new call can reuse an id
+        known = {id(r) for r in before}
+        scheduled = self.transport.scheduled
+        act()
+        started = [r for r in self.app.dispatcher.running() if id(r) not in known]
+        if wait:
+            self._wait_for(started, timeout, repr(what))
+        else:
+            self._wait_started(started, scheduled, timeout, repr(what))
+        return self._drain()
+
+    def _wait_started(
+        self, calls: list[Running], scheduled: int, timeout: float, what: str
+    ) -> None:
+        """Let each command call get going: its timeout is scheduled when it starts running.
+
+        Without this, a test's ``advance()`` could move the fake clock before a
+        worker thread has scheduled the command's timeout, from a later time.
+        """
+        commands = [r for r in calls if r.command and r.future is not None]
+        count = scheduled + len(commands)
+
+        def all_done() -> bool:  # a call that ended has certainly started
+            return all(r.future.done() for r in commands if r.future is not None)
+
+        if not self.transport.wait_scheduled(count, timeout, all_done):
+            names = ", ".join(r.name for r in commands)
+            raise TimeoutError(f"{names} did not start within {timeout:g} s (for {what})")
+
+    def _wait_for(self, calls: list[Running], timeout: float, what: str) -> None:
+        futures = [r.future for r in calls if r.future is not None]
+        _, pending = wait(futures, timeout=timeout)
+        if pending:
+            names = ", ".join(r.name for r in calls if r.future in pending)
+            raise TimeoutError(
+                f"{names} still running after {timeout:g} s (for {what}); use"
+                " say(..., wait=False) for calls that block, then advance() or wait()"
+            )
+
+    def _drain(self) -> list[str]:
+        from bot.console import parse_outgoing
+
+        texts: list[str] = []
+        while True:
+            lines, _ = self.app.outbox.take()
+            if not lines:
+                return texts
+            for line in lines:
+                command, target, text = parse_outgoing(line)
+                self.sent.append(Sent(target, text, command))
+                texts.append(text)
+
+
+class LoadCommand(Protocol):
+    """The type of the ``load_command`` fixture (for annotations in tests)."""
+
+    def __call__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        prefix: str = ...,
+        nick: str = ...,
+        channel: str = ...,
+        state: Mapping[str, Any] | None = ...,
+        state_db: str | os.PathLike[str] | None = ...,
+        command_timeout: float = ...,
+    ) -> CommandBot: ...
+
+
+@pytest.fixture
+def load_command() -> Iterator[LoadCommand]:
+    """Load a command module into a test bot: ``bot = load_command(path)`` (see CommandBot.load).
+
+    Every bot made through the fixture is closed when the test ends.
+    """
+    bots: list[CommandBot] = []
+
+    def load(path: str | os.PathLike[str], **options: Any) -> CommandBot:
+        bot = CommandBot.load(path, **options)
+        bots.append(bot)
+        return bot
+
+    yield load
+    for bot in reversed(bots):
+        bot.close()
