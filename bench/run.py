@@ -166,10 +166,15 @@ class BotProcess:
 
 
 def bot_reply(kind: peers.BotKind) -> Any:
+    """A line from the bot that answers something other than ``!bping`` (a reload)."""
     nick = kind.nick.lower()
 
     def pred(r: driver.Received) -> bool:
-        return r.source.lower() == nick and r.command in ("PRIVMSG", "NOTICE")
+        return (
+            r.source.lower() == nick
+            and r.command in ("PRIVMSG", "NOTICE")
+            and not driver.TOKEN.search(r.text)
+        )
 
     return pred
 
