@@ -176,3 +176,26 @@ class FakeClock:
                 self.schedule(self.now + timer.interval, timer)
             func()
         self.now = end
+
+
+class WallClock:
+    """Makes ``time.time()`` follow a ``bot.testing`` bot's fake clock.
+
+    The plugin's clock drives timers only; modules that keep absolute times
+    (reminders, "last seen") read the wall clock, so a test that moves the fake
+    clock needs the wall clock to move with it. ``follow(bot)`` switches to a new
+    bot (after a restart) without the time jumping.
+    """
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, start: float = 1_700_000_000.0) -> None:
+        self._base = start
+        self._bot: Any = None
+        monkeypatch.setattr(time, "time", self)
+
+    def __call__(self) -> float:
+        return self._base + (self._bot.now if self._bot is not None else 0.0)
+
+    def follow(self, bot: Any) -> None:
+        current = self()
+        self._bot = bot
+        self._base = current - bot.now

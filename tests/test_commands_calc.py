@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
-from command_fakes import FakeContext, load, run
+from command_fakes import COMMANDS, FakeContext, load, run
 from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.api import CommandError
+
+if TYPE_CHECKING:
+    from bot.testing import LoadCommand
 
 calc = load("calc")
 
@@ -98,3 +103,14 @@ def test_only_command_errors_escape(pairs: list[tuple[str, str]], last: str) -> 
     except CommandError:
         return
     assert isinstance(value, int | float)
+
+
+def test_calc_through_the_bot(load_command: LoadCommand) -> None:
+    bot = load_command(COMMANDS / "calc.py")
+    assert bot.say("!calc 2 * (3 + 4)") == ["2 * (3 + 4) = 14"]
+    assert bot.say("!calc __import__('os').system('id')") == [
+        "calc: function calls are not allowed"
+    ]
+    assert bot.say("!calc 2**10**10") == ["calc: exponent too large"]
+    assert bot.say("!calc open") == ["calc: names are not allowed (open)"]
+    assert bot.say("!c 1/0") == ["calc: division by zero"]

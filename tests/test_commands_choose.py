@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
-from command_fakes import FakeContext, load, run
+from command_fakes import COMMANDS, FakeContext, load, run
 
 from bot.api import CommandError
+
+if TYPE_CHECKING:
+    from bot.testing import LoadCommand
 
 choose = load("choose")
 
@@ -33,3 +38,10 @@ def test_picks_one_of_them() -> None:
 def test_too_few_options(text: str, message: str) -> None:
     with pytest.raises(CommandError, match=message):
         run(choose, "choose", text, FakeContext())
+
+
+def test_choose_through_the_bot(load_command: LoadCommand) -> None:
+    bot = load_command(COMMANDS / "choose.py")
+    assert bot.say("!choose tea | coffee")[0] in ("tea", "coffee")
+    assert bot.say("!pick tea, tea") == ["tea"]
+    assert bot.say("!choose tea") == ["choose: give me at least two options"]

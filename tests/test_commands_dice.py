@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import random
 import re
+from typing import TYPE_CHECKING
 
 import pytest
-from command_fakes import FakeContext, load, run
+from command_fakes import COMMANDS, FakeContext, load, run
 
 from bot.api import CommandError
+
+if TYPE_CHECKING:
+    from bot.testing import LoadCommand
 
 dice = load("dice")
 
@@ -76,3 +80,16 @@ def test_many_dice_show_only_the_total() -> None:
     assert dice.describe("30d1", [1] * 30, -2) == "30d1: 30 dice - 2 = 28"
     [reply] = run(dice, "roll", "100d1", FakeContext())
     assert reply == "100d1: 100 dice = 100"
+
+
+# -- through the bot (bot.testing) -----------------------------------------------------
+
+
+def test_roll_through_the_bot(load_command: LoadCommand) -> None:
+    bot = load_command(COMMANDS / "dice.py")
+    [reply] = bot.say("!roll 3d6")
+    assert re.fullmatch(r"3d6: [1-6] \+ [1-6] \+ [1-6] = \d+", reply), reply
+    assert bot.say("!dice 2d1-5") == ["2d1-5: 1 + 1 - 5 = -3"]
+    assert bot.say("!roll 1000d6") == ["roll: between 1 and 100 dice, please"]
+    assert bot.say("!roll") == [dice.USAGE]
+    assert bot.say("!help roll")[0].startswith("roll NdM[+K] -- roll N dice")

@@ -5,10 +5,16 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import re
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from command_fakes import FakeClock, FakeContext, load, run
+from command_fakes import COMMANDS, FakeClock, FakeContext, load, run
+
+if TYPE_CHECKING:
+    from bot.testing import LoadCommand
+
 
 info = load("info")
 
@@ -37,7 +43,7 @@ def test_process_start_from_proc() -> None:
         assert start is None
         return
     assert start is not None
-    assert abs(start - os.stat(f"/proc/{os.getpid()}").st_ctime) < 120
+    assert time.time() - 6 * 3600 < start <= time.time() + 1  # this pytest process
 
 
 def test_process_start_without_proc(tmp_path: Path) -> None:
@@ -55,3 +61,18 @@ def test_uptime_survives_reload_but_not_restart(monkeypatch: pytest.MonkeyPatch)
     state["pid"] = -1  # as if written by an earlier process
     info.setup(FakeBot(state))
     assert run(info, "uptime", "", FakeContext(state=state)) == ["up 0s"]
+
+
+# -- through the bot (bot.testing) -----------------------------------------------------
+
+
+def test_uptime_and_version_through_the_bot(load_command: LoadCommand) -> None:
+    bot = load_command(COMMANDS / "info.py")
+    started = bot.state["started"]
+    assert bot.state["pid"] == os.getpid()
+    assert re.fullmatch(r"up \d+[dhms]( \d+[hms])?", bot.say("!uptime")[0])
+    assert bot.say("!version")[0].startswith("reloadbot ")
+    for _ in range(3):
+        bot.reload(force=True)
+    assert bot.state["started"] == started
+    assert bot.say("!uptime")[0].startswith("up ")

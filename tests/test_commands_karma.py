@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import pytest
-from command_fakes import FakeContext, hear, load, run
+from command_fakes import COMMANDS, FakeContext, hear, load, run
 
 from bot.api import CommandError
+
+if TYPE_CHECKING:
+    from bot.testing import LoadCommand
 
 karma = load("karma")
 
@@ -67,3 +73,19 @@ def test_bad_input_and_empty() -> None:
     assert run(karma, "karma", "", FakeContext()) == ["nobody has any karma yet."]
     with pytest.raises(CommandError, match=r"usage: karma \[NICK\]"):
         run(karma, "karma", "a b", FakeContext())
+
+
+# -- through the bot (bot.testing) -----------------------------------------------------
+
+
+def test_karma_through_the_bot(load_command: LoadCommand, tmp_path: Path) -> None:
+    bot = load_command(COMMANDS / "karma.py", state_db=tmp_path / "state.sqlite3")
+    assert bot.say("bob++ for the fix", nick="alice") == []
+    assert bot.say("bob++", nick="carol") == []
+    assert bot.say("Alice++ carol--", nick="alice") == ["alice: no karma for yourself."]
+    assert bot.say("bob++", nick="bob") == ["bob: no karma for yourself."]
+    assert bot.say("bob++", nick="alice", channel=None) == []
+    assert bot.say("!karma bob") == ["bob has 2 karma."]
+    assert bot.say("!karma alice") == ["alice has 0 karma."]
+    bot.reload(force=True)
+    assert bot.say("!karma") == ["top karma: bob 2, carol -1"]

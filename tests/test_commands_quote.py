@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import pytest
-from command_fakes import FakeContext, load, run
+from command_fakes import COMMANDS, FakeContext, load, run
 
 from bot.api import CommandError
+
+if TYPE_CHECKING:
+    from bot.testing import LoadCommand
 
 quote = load("quote")
 
@@ -67,3 +73,27 @@ def test_delete_by_author_or_admin_only() -> None:
 def test_bad_input(args: str, message: str) -> None:
     with pytest.raises(CommandError, match=message):
         run(quote, "quote", args, FakeContext())
+
+
+# -- through the bot (bot.testing) -----------------------------------------------------
+
+
+def test_quotes_through_the_bot_survive_reload_and_restart(
+    load_command: LoadCommand, tmp_path: Path
+) -> None:
+    db = tmp_path / "state.sqlite3"
+    bot = load_command(COMMANDS / "quote.py", state_db=db)
+    assert bot.say("!quote add <bob> works for me") == ["added quote #1."]
+    bot.reload(force=True)
+    assert bot.say("!quote add <carol> ship it") == ["added quote #2."]
+    assert bot.say("!quote 1") == ["#1: <bob> works for me"]
+    assert bot.say("!quote 9") == ["quote: there is no quote #9"]
+    bot.close()
+
+    again = load_command(COMMANDS / "quote.py", state_db=db)
+    assert again.say("!quote search SHIP") == ["#2: <carol> ship it"]
+    assert again.say("!quote")[0] in ("#1: <bob> works for me", "#2: <carol> ship it")
+    assert again.say("!quote del 1", nick="mallory") == [
+        "quote: only admins and whoever added it can delete a quote"
+    ]
+    assert again.say("!quote del 1", nick="mallory", admin=True) == ["deleted quote #1."]

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import types
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from command_fakes import FakeBot, FakeClock, FakeContext, load, run
+from command_fakes import COMMANDS, FakeBot, FakeClock, FakeContext, WallClock, load, run
 
 from bot.api import CommandError
+
+if TYPE_CHECKING:
+    from bot.testing import LoadCommand
 
 
 @pytest.fixture
@@ -139,3 +143,69 @@ def test_pending_reminders_are_bounded(clock: FakeClock) -> None:
     with pytest.raises(CommandError, match="already have 20 reminders"):
         v.remind("1h one too many")
     v.remind("1h bob's own", nick="bob")
+
+
+# -- through the bot (bot.testing) -----------------------------------------------------
+
+
+@pytest.fixture
+def wall(monkeypatch: pytest.MonkeyPatch) -> WallClock:
+    return WallClock(monkeypatch)
+
+
+def test_fires_once_through_the_bot_with_a_reload_in_between(
+    load_command: LoadCommand, wall: WallClock
+) -> None:
+    bot = load_command(COMMANDS / "remind.py")
+    wall.follow(bot)
+    assert bot.say("!remind 10m stretch") == ["ok, I'll remind you in 10m (#1)."]
+    assert bot.advance(300) == []
+    bot.reload(force=True)
+    assert bot.advance(299) == []
+    assert bot.advance(1) == ["alice: reminder: stretch"]
+    assert bot.advance(7200) == []
+    assert [(s.target, s.text) for s in bot.sent if "reminder:" in s.text] == [
+        ("#test", "alice: reminder: stretch")
+    ]
+
+
+def test_ten_reloads_no_duplicates_through_the_bot(
+    load_command: LoadCommand, wall: WallClock
+) -> None:
+    bot = load_command(COMMANDS / "remind.py")
+    wall.follow(bot)
+    bot.say("!remind 1h one")
+    bot.say("!remind 2h two", nick="bob", channel=None)
+    for _ in range(10):
+        bot.advance(60)
+        bot.reload(force=True)
+    assert bot.advance(2 * 3600) == ["alice: reminder: one", "bob: reminder: two"]
+    assert [(s.target, s.text) for s in bot.sent if "reminder:" in s.text] == [
+        ("#test", "alice: reminder: one"),
+        ("bob", "bob: reminder: two"),
+    ]
+    assert bot.say("!reminders") == ["you have no reminders pending."]
+
+
+def test_survives_a_restart_through_the_bot(
+    load_command: LoadCommand, wall: WallClock, tmp_path: Path
+) -> None:
+    db = tmp_path / "state.sqlite3"
+    bot = load_command(COMMANDS / "remind.py", state_db=db)
+    wall.follow(bot)
+    bot.say("!remind 30m soon")
+    bot.say("!remind 1d later")
+    bot.say("!remind 5m cancelled")
+    assert bot.say("!remind cancel 3") == ["ok, forgot reminder #3."]
+    bot.advance(600)
+    bot.close()
+    wall.follow(bot)  # the bot is down: its clock stands still, and so does the wall clock
+
+    again = load_command(COMMANDS / "remind.py", state_db=db)
+    wall.follow(again)
+    assert again.say("!reminders") == ["#1 in 20m: soon", "#2 in 23h 50m: later"]
+    assert again.advance(1200) == ["alice: reminder: soon"]
+    assert again.advance(86400) == ["alice: reminder: later"]
+    assert again.say("!remind soon-ish do it") == [
+        "remind: 'soon-ish' is not a time; " + again.module.USAGE
+    ]

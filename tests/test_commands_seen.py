@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import pytest
-from command_fakes import FakeClock, FakeContext, happen, hear, load, run
+from command_fakes import COMMANDS, FakeClock, FakeContext, WallClock, happen, hear, load, run
 
 from bot.api import CommandError, Event
+
+if TYPE_CHECKING:
+    from bot.testing import LoadCommand
 
 seen = load("seen")
 
@@ -61,3 +67,33 @@ def test_yourself_and_the_bot() -> None:
 def test_bad_input(args: str, message: str) -> None:
     with pytest.raises(CommandError, match=message):
         run(seen, "seen", args, FakeContext())
+
+
+# -- through the bot (bot.testing) -----------------------------------------------------
+
+
+def test_seen_through_the_bot_survives_reload_and_restart(
+    load_command: LoadCommand, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    wall = WallClock(monkeypatch)
+    db = tmp_path / "state.sqlite3"
+    bot = load_command(COMMANDS / "seen.py", state_db=db)
+    wall.follow(bot)
+    assert bot.say("!seen bob") == ["I haven't seen bob."]
+    bot.say("anyone around?", nick="Bob")
+    bot.say("psst", nick="Bob", channel=None)
+    bot.advance(60)
+    bot.event("join", nick="carol", channel="#other")
+    bot.event("quit", nick="dave", text="Quit: bye")
+    bot.advance(3600)
+    bot.reload(force=True)
+    assert bot.say("!seen BOB") == ["Bob was last seen 1h 1m ago in #test, saying: anyone around?"]
+    assert bot.say("!seen carol") == ["carol was last seen 1h ago, joining #other"]
+    bot.close()
+
+    again = load_command(COMMANDS / "seen.py", state_db=db)
+    wall.follow(again)
+    assert again.say("!seen dave") == ["dave was last seen 1h ago, quitting (Quit: bye)"]
+    again.event("nick", nick="dave", text="david")
+    assert again.say("!seen david") == ["david was last seen just now, changing nick from dave"]
+    assert again.say("!seen") == ["usage: seen NICK"]

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import pytest
-from command_fakes import FakeClock, FakeContext, hear, load, run
+from command_fakes import COMMANDS, FakeClock, FakeContext, WallClock, hear, load, run
 
 from bot.api import CommandError
+
+if TYPE_CHECKING:
+    from bot.testing import LoadCommand
 
 tell = load("tell")
 
@@ -48,3 +54,27 @@ def test_pending_messages_are_bounded() -> None:
         run(tell, "tell", f"bob message {i}", FakeContext(state=state))
     with pytest.raises(CommandError, match="already has 10 messages waiting"):
         run(tell, "tell", "bob one too many", FakeContext(state=state))
+
+
+# -- through the bot (bot.testing) -----------------------------------------------------
+
+
+def test_tell_through_the_bot_survives_reload_and_restart(
+    load_command: LoadCommand, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    wall = WallClock(monkeypatch)
+    db = tmp_path / "state.sqlite3"
+    bot = load_command(COMMANDS / "tell.py", state_db=db)
+    wall.follow(bot)
+    assert bot.say("!tell bob lunch at noon") == ["ok, I'll tell bob when they next speak."]
+    assert bot.say("!tell alice hi") == ["tell: tell yourself (no need to go through me)"]
+    bot.advance(300)
+    bot.reload(force=True)
+    bot.close()
+
+    again = load_command(COMMANDS / "tell.py", state_db=db)
+    wall.follow(again)
+    again.advance(60)
+    assert again.say("hello all", nick="carol") == []
+    assert again.say("hi", nick="Bob") == ["Bob: alice told you 6m ago: lunch at noon"]
+    assert again.say("hi again", nick="bob") == []

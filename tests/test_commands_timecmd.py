@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
-from command_fakes import FakeClock, FakeContext, load, run
+from command_fakes import COMMANDS, FakeClock, FakeContext, load, run
 
 from bot.api import CommandError
+
+if TYPE_CHECKING:
+    from bot.testing import LoadCommand
 
 timecmd = load("timecmd")
 
@@ -39,3 +44,13 @@ def test_time(args: str, reply: str) -> None:
 def test_unknown_zone(zone: str) -> None:
     with pytest.raises(CommandError, match="time: "):
         run(timecmd, "time", zone, FakeContext())
+
+
+def test_time_through_the_bot(load_command: LoadCommand) -> None:
+    bot = load_command(COMMANDS / "timecmd.py")
+    assert bot.say("!time Asia/Tokyo") == [
+        "2023-11-15 21:00:00 Asia/Tokyo (JST), UTC+09:00 (Wednesday)"
+    ]
+    assert bot.say("!time Atlantis") == [
+        "time: unknown time zone 'Atlantis' (try e.g. Europe/Berlin or UTC+2)"
+    ]
