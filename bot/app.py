@@ -13,7 +13,7 @@ import gc
 import itertools
 import logging
 import threading
-from collections.abc import Callable, Iterable, MutableMapping
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -28,7 +28,7 @@ from bot.loader import LoadedModule, Loader, LoadError, LoadFailed, inspect_sour
 from bot.message import Message, Source
 from bot.outbox import Outbox, OutboxError
 from bot.registry import Registry
-from bot.storage import Storage
+from bot.storage import ModuleState, Storage
 from bot.watcher import DebouncedWatcher, is_python_source
 
 log = logging.getLogger(__name__)
@@ -201,8 +201,8 @@ class App:
         self.loader = Loader(config.commands_dir, self.namespace)
         self.builtins: tuple[CommandSpec, ...] = Builtins(self).specs()
         self.registry = Registry.build({}, self.builtins)
-        self.storage = Storage(config.state_db) if config.state_db else None
-        self._memory_state: dict[str, dict[str, Any]] = {}
+        # Without state_db, state lives in an in-memory database: same API, no file.
+        self.storage = Storage(config.state_db or ":memory:")
         self._reload_lock = threading.RLock()
         self.swap_lock = threading.Lock()  # registry swap vs. dispatcher look-up (see _apply)
         self.executor = ThreadPoolExecutor(config.workers, thread_name_prefix="command")
@@ -248,10 +248,8 @@ class App:
             nick, channel, text = source.nick, target, " ".join(args)
         self.dispatcher.handle_event(Event(kind, nick, channel, text))
 
-    def state_for(self, module: str) -> MutableMapping[str, Any]:
-        if self.storage is not None:
-            return self.storage.state(module)
-        return self._memory_state.setdefault(module, {})
+    def state_for(self, module: str) -> ModuleState:
+        return self.storage.state(module)
 
     # -- running -----------------------------------------------------------------
 
@@ -279,8 +277,7 @@ class App:
             for loaded in self.registry.command_modules():
                 self._teardown(loaded)
             self.registry = Registry.build({}, self.builtins)
-        if self.storage is not None:
-            self.storage.close()
+        self.storage.close()
 
     # -- loading -----------------------------------------------------------------
 
@@ -553,12 +550,8 @@ class App:
         state = self.state_for(loaded.name)
         try:
             if callable(migrate):
-                transaction = getattr(state, "transaction", None)
-                if transaction is not None:
-                    with transaction() as atomic:
-                        migrate(atomic, old)
-                else:
-                    migrate(state, old)
+                with state.transaction() as atomic:
+                    migrate(atomic, old)
         except (Exception, SystemExit) as exc:  # a module's sys.exit() must not stop the bot
             error = self.loader._describe(loaded.name, exc)
             message = f"migrate() from state version {old} raised {error.message}"

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import ItemsView, Iterable, Iterator, Mapping, MutableMapping, ValuesView
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -63,8 +63,11 @@ class Storage:
     """
 
     def __init__(self, path: Path | str) -> None:
+        """Open (or create) the database at ``path``; ``":memory:"`` keeps it in memory."""
+        in_memory = str(path) == ":memory:"
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not in_memory:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: the sqlite3 module never opens transactions behind our back;
         # a lone statement autocommits and transaction() issues BEGIN/COMMIT itself.
         conn = sqlite3.connect(
@@ -73,7 +76,7 @@ class Storage:
         try:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
+            if str(mode).lower() != ("memory" if in_memory else "wal"):
                 raise StateError(f"{self.path}: cannot enable WAL journal mode (got {mode!r})")
             # In WAL mode NORMAL is durable against the process being killed (the commit is
             # in the WAL file, i.e. the OS page cache); only power loss can drop the last
@@ -224,6 +227,24 @@ class ModuleState(MutableMapping[str, Any]):
                 .fetchone()
             )
         return row is not None
+
+    def copy(self) -> dict[str, Any]:
+        """All keys and values, read in one query: a consistent snapshot."""
+        with self._storage._lock:
+            rows = (
+                self._storage._connection()
+                .execute("SELECT key, value FROM kv WHERE module = ? ORDER BY key", (self.module,))
+                .fetchall()
+            )
+        return {key: json.loads(value) for key, value in rows}
+
+    def items(self) -> ItemsView[str, Any]:
+        # The mixin would list the keys, then read each: a key deleted in between
+        # by another thread would raise KeyError.
+        return self.copy().items()
+
+    def values(self) -> ValuesView[Any]:
+        return self.copy().values()
 
     def __iter__(self) -> Iterator[str]:
         # A snapshot: the caller may modify the state while iterating.

@@ -394,3 +394,37 @@ def test_acknowledged_writes_survive_sigkill(tmp_path: Path) -> None:
         # must be intact too, and the keys must be a gap-free prefix k0 .. k{n-1}.
         assert sorted(state) == sorted(f"k{i}" for i in range(len(state)))
         assert all(state[f"k{i}"] == _expected(i) for i in range(len(state)))
+
+
+def test_in_memory_storage_has_the_same_api(tmp_path: Path) -> None:
+    with Storage(":memory:") as storage:
+        state = storage.state("m")
+        with state.transaction() as s:
+            s["n"] = s.get("n", 0) + 1
+        assert dict(state.items()) == {"n": 1}
+    assert not (tmp_path / ":memory:").exists()
+
+
+def test_items_is_one_consistent_read_while_others_delete(tmp_path: Path) -> None:
+    with Storage(tmp_path / "s.db") as storage:
+        state = storage.state("m")
+        for i in range(200):
+            state[f"k{i}"] = i
+        stop = threading.Event()
+
+        def churn() -> None:
+            while not stop.is_set():
+                for i in range(200):
+                    state.pop(f"k{i}", None)
+                    state[f"k{i}"] = i
+
+        thread = threading.Thread(target=churn)
+        thread.start()
+        try:
+            for _ in range(50):
+                snapshot = dict(state.items())  # the mixin version raises KeyError here
+                assert all(snapshot[k] == int(k[1:]) for k in snapshot)
+                assert list(state.values()) is not None
+        finally:
+            stop.set()
+            thread.join()
