@@ -192,7 +192,12 @@ class App:
         *,
         namespace: str | None = None,
         transport: TransportFactory = irc_transport,
+        overlay: Callable[[Config], Config] | None = None,
     ) -> None:
+        # A change the runner makes to every config, the file's and each re-read one:
+        # the demo's local server, the console's admin rule.
+        self.overlay = overlay or (lambda config: config)
+        config = self.overlay(config)
         self.config = config
         # Each App in a process needs its own sys.modules namespace (tests run several).
         self.namespace = namespace or (
@@ -423,7 +428,7 @@ class App:
             return "no config file to re-read"
         with self._reload_lock:
             try:
-                new = load_config(path)
+                new = self.overlay(load_config(path))
             except ConfigError as exc:
                 log.error("config.yaml not applied, the old config stays in force:\n%s", exc)
                 return "not applied, old config kept: " + " | ".join(map(str, exc.problems))

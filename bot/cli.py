@@ -12,6 +12,7 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -182,10 +183,15 @@ def demo(config: Config) -> int:
         f"  No IRC client? Run `python -m bot --console` instead. Ctrl-C stops both.\n",
         file=sys.stderr,
     )
-    local = replace(config.server, host="127.0.0.1", port=server.port, tls=False)
-    admins = (*config.admins, parse_admin_rule("*!*@127.0.0.1"))
+    local_admin = parse_admin_rule("*!*@127.0.0.1")
+
+    def on_local_server(config: Config) -> Config:
+        # Applied to config.yaml whenever it is read, so a rehash keeps the demo's setup.
+        local = replace(config.server, host="127.0.0.1", port=server.port, tls=False)
+        return replace(config, server=local, admins=(*config.admins, local_admin))
+
     try:
-        return run(replace(config, server=local, admins=admins))
+        return run(config, overlay=on_local_server)
     finally:
         server.stop()
 
@@ -195,8 +201,8 @@ def _port_free(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) != 0
 
 
-def run(config: Config) -> int:
-    app = App(config)
+def run(config: Config, overlay: Callable[[Config], Config] | None = None) -> int:
+    app = App(config, overlay=overlay)
     if threading.current_thread() is threading.main_thread():
 
         def on_signal(signum: int, frame: object) -> None:

@@ -14,8 +14,8 @@ matching the ``admins`` rules of config.yaml: console mode adds one rule,
 ``account:reloadbot-console`` (``CONSOLE_RULE``), that nothing on IRC can
 satisfy because the IRC bot never has it, and ``/admin on`` marks the console
 user's messages with that services account. ``/admin off`` drops the mark, so
-you see what everybody else sees. ``ConsoleApp`` keeps the rule in force when
-config.yaml is re-read (``!rehash``, or saving the file).
+you see what everybody else sees. ``ConsoleApp`` adds the rule to every config it
+reads, so it stays in force when config.yaml is re-read (``!rehash``, saving).
 
 When stdin is not a terminal, lines are read one by one, each one's replies
 are printed before the next line is read, and the bot quits at end of input
@@ -39,9 +39,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
-from typing import TextIO
+from typing import Any, TextIO
 
-from bot.app import App, OnEvent, TransportFactory, irc_transport
+from bot.app import App, OnEvent
 from bot.auth import AdminRule, is_admin, parse_admin_rule
 from bot.config import Config, RateLimit, ServerConfig
 from bot.connection import ConnectionSettings
@@ -76,10 +76,6 @@ def with_admin_rule(config: Config, rule: AdminRule = CONSOLE_RULE) -> Config:
     return replace(config, admins=(*config.admins, rule))
 
 
-def without_admin_rule(config: Config, rule: AdminRule = CONSOLE_RULE) -> Config:
-    return replace(config, admins=tuple(r for r in config.admins if r != rule))
-
-
 def parse_outgoing(line: str) -> tuple[str, str, str]:
     """Split an outbox line ``PRIVMSG #chan :text`` into (command, target, text)."""
     command, _, rest = line.partition(" ")
@@ -110,42 +106,9 @@ def history_path(config: Config) -> Path | None:
     return None
 
 
-class ConsoleApp(App):
-    """The App, with the console's admin rule kept in its config across ``rehash()``.
-
-    ``rehash`` compares the running config with the file; on the rehashing
-    thread it sees the config without the console rule (so the rule never shows
-    up as a change), everyone else always sees it with the rule.
-    """
-
-    def __init__(
-        self,
-        config: Config,
-        *,
-        namespace: str | None = None,
-        transport: TransportFactory = irc_transport,
-    ) -> None:
-        self._view = threading.local()
-        super().__init__(config, namespace=namespace, transport=transport)
-
-    @property
-    def config(self) -> Config:
-        if getattr(self._view, "raw", False):
-            return self._raw_config
-        return self._console_config
-
-    @config.setter
-    def config(self, value: Config) -> None:
-        raw = without_admin_rule(value)
-        self._raw_config = raw
-        self._console_config = with_admin_rule(raw)
-
-    def rehash(self) -> str:
-        self._view.raw = True
-        try:
-            return super().rehash()
-        finally:
-            self._view.raw = False
+def ConsoleApp(config: Config, **kwargs: Any) -> App:
+    """The App, with the console's admin rule added to every config it reads."""
+    return App(config, overlay=with_admin_rule, **kwargs)
 
 
 class ConsoleTransport:

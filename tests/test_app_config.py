@@ -1,0 +1,69 @@
+"""Applying config.yaml to a running App: the one rehash path, and runner overlays."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+from helpers import NullTransport, close_app
+
+from bot.app import App
+from bot.auth import parse_admin_rule
+from bot.config import Config, load_config
+
+CONFIG = """\
+server: {host: irc.example.net, port: 6697, tls: true}
+nick: bot
+channels: ["#bot"]
+prefix: "!"
+admins: ["boss!*@trusted.example"]
+commands_dir: commands
+state_db: null
+"""
+
+
+def test_an_overlay_survives_every_rehash(tmp_path: Path) -> None:
+    """The demo points the bot at a local server; a rehash must not undo that."""
+    path = tmp_path / "config.yaml"
+    path.write_text(CONFIG)
+    (tmp_path / "commands").mkdir()
+    local_admin = parse_admin_rule("*!*@127.0.0.1")
+
+    def local(config: Config) -> Config:
+        server = replace(config.server, host="127.0.0.1", port=7000, tls=False)
+        return replace(config, server=server, admins=(*config.admins, local_admin))
+
+    app = App(
+        load_config(path),
+        namespace=f"c_{uuid.uuid4().hex[:8]}",
+        transport=NullTransport,
+        overlay=local,
+    )
+    try:
+        assert app.config.server.host == "127.0.0.1"
+        assert app.rehash() == "no changes"  # the overlay is not a change
+        path.write_text(CONFIG.replace('prefix: "!"', 'prefix: "?"'))
+        assert app.rehash() == "applied prefix"
+        assert app.config.prefix == "?"
+        assert app.config.server.port == 7000
+        assert local_admin in app.config.admins
+    finally:
+        close_app(app)
+
+
+def test_a_broken_file_keeps_the_old_config_in_force(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(CONFIG)
+    (tmp_path / "commands").mkdir()
+    app = App(load_config(path), namespace=f"c_{uuid.uuid4().hex[:8]}", transport=NullTransport)
+    try:
+        before = app.config
+        path.write_text(CONFIG.replace("port: 6697", "port: many"))
+        reply = app.rehash()
+        assert reply.startswith("not applied, old config kept: config.yaml:1: server.port")
+        path.write_text(CONFIG + "nick: [\n")
+        assert "invalid YAML" in app.rehash()
+        assert app.config is before
+    finally:
+        close_app(app)
