@@ -153,6 +153,15 @@ class GuardedConnection(irc.client.ServerConnection):
         clean = string.replace("\r", "").replace("\0", "")
         return super()._prep_message(clean)  # type: ignore[no-any-return]
 
+    def send_raw(self, string: str) -> None:
+        """Send one line; unlike the library's ``socket.send``, never a partial one."""
+        if self.socket is None:
+            raise irc.client.ServerNotConnectedError("Not connected.")
+        try:
+            self.socket.sendall(self._prep_message(string))
+        except OSError:
+            self.disconnect("Connection reset by peer.")
+
 
 class WakeableReactor(irc.client.Reactor):
     """A Reactor whose ``select`` also watches a self-pipe, so other threads can wake it."""

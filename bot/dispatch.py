@@ -75,6 +75,7 @@ class Running:
     name: str
     nick: str
     started: float
+    user: str = ""  # user@host, for per-user limits that survive nick changes
     command: bool = True  # a user's command (not a listener or timer)
     pooled: bool = True  # on the shared worker pool (not the built-ins' thread)
     future: Future[None] | None = None
@@ -89,6 +90,7 @@ class Job:
     ctx: CallContext
     call: Callable[[CallContext], object]
     report_errors: bool = True  # commands tell the user; listeners and timers only log
+    user: str = ""  # user@host of who asked
 
 
 class RateLimiter:
@@ -163,13 +165,14 @@ class Dispatcher:
             log.info("admin %s ran: %s", message.source.mask, message.text[:200])
         module_name = entry.module.name if entry.module else "builtins"
         ctx = self._context(module_name, message.source.nick, message.channel, admin)
-        self.start(Job(entry.spec.name, entry.module, ctx, _bind(entry.spec.func, args.strip())))
+        call = _bind(entry.spec.func, args.strip())
+        self.start(Job(entry.spec.name, entry.module, ctx, call, user=_user_key(message)))
 
     def _within_limits(self, message: Message, name: str) -> bool:
         """Per-user and per-channel command rates, and per-user running calls."""
         rate = self.host.config.command_rate
         source = message.source
-        user = f"{source.user}@{source.host}".lower()  # survives nick changes
+        user = _user_key(message)
         if not self.limiter.allow(f"user:{user}", rate.per_user, rate.window):
             log.warning("rate limit: dropped %s from %s", name, source.mask)
             return False
@@ -180,7 +183,7 @@ class Dispatcher:
             log.warning("rate limit: dropped %s in %s", name, channel)
             return False
         with self._lock:
-            busy = sum(1 for r in self._running.values() if r.nick == source.nick and r.command)
+            busy = sum(1 for r in self._running.values() if r.user == user and r.command)
         if busy >= self.max_running_per_user:
             self.host.say(
                 message.reply_target, f"{source.nick}: still busy with your last commands"
@@ -230,7 +233,9 @@ class Dispatcher:
             job.module.activity.enter()  # the old version's teardown waits for this call
         call_id = next(self._ids)
         pooled = job.module is not None
-        running = Running(job.name, job.ctx.nick, time.monotonic(), job.report_errors, pooled)
+        running = Running(
+            job.name, job.ctx.nick, time.monotonic(), job.user, job.report_errors, pooled
+        )
         with self._lock:
             self._running[call_id] = running
         executor = self.executor if pooled else self.builtin_executor
@@ -276,6 +281,11 @@ class Dispatcher:
     def running(self) -> list[Running]:
         with self._lock:
             return list(self._running.values())
+
+
+def _user_key(message: Message) -> str:
+    """Who a user is for limits: user@host, which survives nick changes."""
+    return f"{message.source.user}@{message.source.host}".lower()
 
 
 def _bind(func: Callable[..., object], arg: object) -> Callable[[CallContext], object]:
