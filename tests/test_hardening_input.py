@@ -526,6 +526,26 @@ def test_one_user_cannot_take_every_worker(tmp_path: Path, probe: types.ModuleTy
         session.wait_for(r"^PRIVMSG #c :released greedy$", since=since)
 
 
+def test_changing_nick_does_not_escape_the_running_cap(
+    tmp_path: Path, probe: types.ModuleType
+) -> None:
+    """The cap counts by user@host: the same person under three nicks is still one user."""
+    commands = {"echo.py": ECHO, "hang.py": HANG.replace("PROBE", probe.__name__)}
+    with (
+        FakeServer() as server,
+        running_app(tmp_path, server.port, commands=commands, workers=4, command_timeout=5),
+    ):
+        session = server.wait_registered()
+        since = session.mark()
+        for nick in ("greedy", "greedy2"):
+            session.send(f":{nick}!greedy@greedy.example PRIVMSG #c :!hang")
+        _acquire(probe.started, 2)
+        session.send(":greedy3!greedy@greedy.example PRIVMSG #c :!hang")
+        session.wait_for(r"^PRIVMSG #c :greedy3: still busy with your last commands$", since=since)
+        probe.gate.set()
+        session.wait_for(r"^PRIVMSG #c :released greedy2$", since=since)
+
+
 # --------------------------------------------------------------------------- one writer
 
 CHATTY = '''
