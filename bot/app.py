@@ -10,8 +10,8 @@ command -> outbox -> connection -> socket.
 from __future__ import annotations
 
 import gc
-import itertools
 import logging
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -32,8 +32,6 @@ from bot.storage import ModuleState, Storage
 from bot.watcher import DebouncedWatcher, is_python_source
 
 log = logging.getLogger(__name__)
-
-_namespaces = itertools.count(1)
 
 
 @dataclass
@@ -199,9 +197,10 @@ class App:
         self.overlay = overlay or (lambda config: config)
         config = self.overlay(config)
         self.config = config
-        # Each App in a process needs its own sys.modules namespace (tests run several).
+        # Each App in a process needs its own sys.modules namespace (tests run several):
+        # "commands" unless another App holds it.
         self.namespace = namespace or (
-            "commands" if next(_namespaces) == 1 else f"commands_{id(self):x}"
+            "commands" if "commands" not in sys.modules else f"commands_{id(self):x}"
         )
         self.loader = Loader(config.commands_dir, self.namespace)
         self.builtins: tuple[CommandSpec, ...] = Builtins(self).specs()
@@ -283,6 +282,9 @@ class App:
                 self._teardown(loaded)
             self.registry = Registry.build({}, self.builtins)
         self.storage.close()
+        ns = self.namespace
+        for key in [k for k in sys.modules if k == ns or k.startswith(ns + ".")]:
+            del sys.modules[key]
 
     # -- loading -----------------------------------------------------------------
 
