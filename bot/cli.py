@@ -57,11 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         return new_command(args.name, args.config)
     if args.console:
         return console(args.config)
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"config error: {problem}", file=sys.stderr)
+    config = _load(args.config)
+    if config is None:
         return 2
     logging.getLogger().setLevel(config.log_level)
 
@@ -70,6 +67,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.demo:
         return demo(config)
     return run(config)
+
+
+def _load(path: Path) -> Config | None:
+    """The validated config, or None after printing every problem (key, file:line)."""
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"config error: {problem}", file=sys.stderr)
+        return None
 
 
 def add_console_option(parser: argparse.ArgumentParser) -> None:
@@ -99,12 +106,10 @@ def console(path: Path) -> int:
         config = default_config(Path("commands").absolute())
         print("-- no config.yaml here: using ./commands and defaults", file=sys.stderr)
     else:
-        try:
-            config = load_config(path)
-        except ConfigError as exc:
-            for problem in exc.problems:
-                print(f"config error: {problem}", file=sys.stderr)
+        loaded = _load(path)
+        if loaded is None:
             return 2
+        config = loaded
     root = logging.getLogger()
     root.setLevel(config.log_level)
     for handler in list(root.handlers):  # the console shows warnings in the chat instead
@@ -118,11 +123,8 @@ def new_command(name: str, path: Path) -> int:
 
     config = None
     if path.exists() or path != Path("config.yaml"):
-        try:
-            config = load_config(path)
-        except ConfigError as exc:
-            for problem in exc.problems:
-                print(f"config error: {problem}", file=sys.stderr)
+        config = _load(path)
+        if config is None:
             return 2
     try:
         made = scaffold(name, config=config)
