@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         return console(args.config)
     config = _load(args.config)
     if config is None:
-        return 2
+        return 1 if args.check else 2  # --check: 1 for any problem, as documented
     logging.getLogger().setLevel(config.log_level)
 
     if args.check:
@@ -150,7 +150,7 @@ def _shown(path: Path) -> str:
 
 def check(config: Config) -> int:
     """Validate config and load every module without connecting; 1 if anything is wrong."""
-    app = App(config)
+    app = App(replace(config, state_db=None))  # a check writes nothing
     try:
         report = app.load_all()
         for error in report.errors:
