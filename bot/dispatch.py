@@ -78,6 +78,7 @@ class Running:
     user: str = ""  # user@host, for per-user limits that survive nick changes
     command: bool = True  # a user's command (not a listener or timer)
     pooled: bool = True  # on the shared worker pool (not the built-ins' thread)
+    stuck: bool = False  # still running after command_timeout
     future: Future[None] | None = None
 
 
@@ -117,9 +118,10 @@ class RateLimiter:
 
 
 class Dispatcher:
-    #: Calls one user may have running at once; more are refused, so stuck
-    #: commands cannot take every worker.
-    max_running_per_user = 2
+    #: Stuck calls (past ``command_timeout``) one user may have before their new
+    #: commands are refused, so one user's hanging commands cannot take every
+    #: worker. Quick commands are never refused for this: a burst just queues.
+    max_stuck_per_user = 2
 
     def __init__(self, host: Host, executor: ThreadPoolExecutor) -> None:
         self.host = host
@@ -169,7 +171,7 @@ class Dispatcher:
         self.start(Job(entry.spec.name, entry.module, ctx, call, user=_user_key(message)))
 
     def _within_limits(self, message: Message, name: str) -> bool:
-        """Per-user and per-channel command rates, and per-user running calls."""
+        """Per-user and per-channel command rates, and room left by stuck calls."""
         rate = self.host.config.command_rate
         source = message.source
         user = _user_key(message)
@@ -183,21 +185,16 @@ class Dispatcher:
             log.warning("rate limit: dropped %s in %s", name, channel)
             return False
         with self._lock:
-            busy = sum(1 for r in self._running.values() if r.user == user and r.command)
-        if busy >= self.max_running_per_user:
+            stuck = [r for r in self._running.values() if r.stuck and r.pooled]
+        if sum(1 for r in stuck if r.user == user) >= self.max_stuck_per_user:
             self.host.say(
                 message.reply_target, f"{source.nick}: still busy with your last commands"
             )
             return False
-        if self._workers_busy():
+        if len(stuck) >= self.executor._max_workers:  # a new call would wait for a hung one
             self.host.say(message.reply_target, f"{source.nick}: busy, try again in a moment")
             return False
         return True
-
-    def _workers_busy(self) -> bool:
-        with self._lock:
-            running = sum(1 for r in self._running.values() if r.pooled)
-        return running >= self.executor._max_workers
 
     def handle_event(self, event: Event) -> None:
         """Joins, parts, quits, nick changes and kicks, for ``@on_event`` listeners."""
@@ -275,6 +272,7 @@ class Dispatcher:
         with self._lock:
             running = self._running.get(call_id)
         if running is not None:
+            running.stuck = True
             log.warning("%s for %s still running after %.0f s", running.name, running.nick, timeout)
             ctx.reply(f"{running.name}: timed out after {timeout:g} s")
 

@@ -487,6 +487,9 @@ def test_hanging_commands_time_out_busy_refusal_and_admin_builtins(
 
         privmsg(session, "!hang", nick="stuck2")
         _acquire(probe.started, 1)
+        # A burst of quick commands would queue; calls past their timeout count as stuck.
+        timed_out = r"^PRIVMSG #c :hang: timed out after 0\.5 s$"
+        wait_until(lambda: session.count(timed_out, since) == 2, what="both calls to time out")
         # Both workers stuck: a third user is told the bot is busy...
         privmsg(session, "!echo please", nick="carol")
         session.wait_for(r"^PRIVMSG #c :carol: busy, try again in a moment$", since=since)
@@ -511,19 +514,40 @@ def test_one_user_cannot_take_every_worker(tmp_path: Path, probe: types.ModuleTy
     commands = {"echo.py": ECHO, "hang.py": HANG.replace("PROBE", probe.__name__)}
     with (
         FakeServer() as server,
-        running_app(tmp_path, server.port, commands=commands, workers=4, command_timeout=5),
+        running_app(tmp_path, server.port, commands=commands, workers=4, command_timeout=0.5),
     ):
         session = server.wait_registered()
         since = session.mark()
         privmsg(session, "!hang", nick="greedy")
         privmsg(session, "!hang", nick="greedy")
         _acquire(probe.started, 2)
+        timed_out = r"^PRIVMSG #c :hang: timed out after 0\.5 s$"
+        wait_until(lambda: session.count(timed_out, since) == 2, what="both calls to time out")
         privmsg(session, "!hang", nick="greedy")
         session.wait_for(r"^PRIVMSG #c :greedy: still busy with your last commands$", since=since)
         privmsg(session, "!echo fine", nick="other")
         session.wait_for(r"^PRIVMSG #c :fine$", since=since)
         probe.gate.set()
         session.wait_for(r"^PRIVMSG #c :released greedy$", since=since)
+
+
+def test_a_burst_of_quick_commands_queues_instead_of_being_refused(tmp_path: Path) -> None:
+    with (
+        FakeServer() as server,
+        running_app(
+            tmp_path,
+            server.port,
+            commands={"echo.py": ECHO},
+            workers=2,
+            command_rate={"per_user": 1000, "per_channel": 1000, "window": 1},
+        ),
+    ):
+        session = server.wait_registered()
+        since = session.mark()
+        for i in range(60):
+            privmsg(session, f"!echo n{i}", nick="bursty")
+        wait_until(lambda: session.count(r"^PRIVMSG #c :n\d+$", since) == 60, what="60 answers")
+        assert session.count(r"busy", since) == 0
 
 
 def test_changing_nick_does_not_escape_the_running_cap(
@@ -533,13 +557,15 @@ def test_changing_nick_does_not_escape_the_running_cap(
     commands = {"echo.py": ECHO, "hang.py": HANG.replace("PROBE", probe.__name__)}
     with (
         FakeServer() as server,
-        running_app(tmp_path, server.port, commands=commands, workers=4, command_timeout=5),
+        running_app(tmp_path, server.port, commands=commands, workers=4, command_timeout=0.5),
     ):
         session = server.wait_registered()
         since = session.mark()
         for nick in ("greedy", "greedy2"):
             session.send(f":{nick}!greedy@greedy.example PRIVMSG #c :!hang")
         _acquire(probe.started, 2)
+        timed_out = r"^PRIVMSG #c :hang: timed out after 0\.5 s$"
+        wait_until(lambda: session.count(timed_out, since) == 2, what="both calls to time out")
         session.send(":greedy3!greedy@greedy.example PRIVMSG #c :!hang")
         session.wait_for(r"^PRIVMSG #c :greedy3: still busy with your last commands$", since=since)
         probe.gate.set()
