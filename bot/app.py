@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.api import CommandSpec, Event
 from bot.builtins import Builtins
@@ -29,7 +29,9 @@ from bot.message import Message, Source
 from bot.outbox import Outbox, OutboxError
 from bot.registry import Registry
 from bot.storage import ModuleState, Storage
-from bot.watcher import DebouncedWatcher, is_python_source
+
+if TYPE_CHECKING:
+    from bot.watcher import DebouncedWatcher
 
 log = logging.getLogger(__name__)
 
@@ -220,6 +222,8 @@ class App:
         self.connection: Transport = transport(
             config, self.outbox, self.dispatcher.handle, self._on_event
         )
+        self._closed = False
+        self.watching = threading.Event()  # set once the watchers run (tests wait for it)
         self._commands_watcher: DebouncedWatcher | None = None
         self._config_watcher: DebouncedWatcher | None = None
         self._unloaded_by_admin: set[str] = set()  # the watcher does not bring these back
@@ -262,8 +266,8 @@ class App:
         report = self.load_all()
         for error in report.errors:
             log.error("module not loaded: %s", error)
-        self.watch_config()
-        self.watch_commands(self.config.watch)
+        # Importing and starting watchdog takes ~80 ms: not on the way to connecting.
+        threading.Thread(target=self._start_watching, name="watchers", daemon=True).start()
         try:
             self.connection.run()
         finally:
@@ -272,10 +276,19 @@ class App:
     def stop(self, message: str = "Shutting down") -> None:
         self.connection.stop(message)
 
+    def _start_watching(self) -> None:
+        with self._reload_lock:
+            if not self._closed:
+                self.watch_config()
+                self.watch_commands(self.config.watch)
+        self.watching.set()
+
     def close(self) -> None:
-        self.watch_commands(False)
-        if self._config_watcher is not None:
-            self._config_watcher.stop()
+        with self._reload_lock:
+            self._closed = True
+            self.watch_commands(False)
+            if self._config_watcher is not None:
+                self._config_watcher.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)
         with self._reload_lock:
             for loaded in self.registry.command_modules():
@@ -359,6 +372,8 @@ class App:
 
     def watch_commands(self, enabled: bool) -> None:
         """Turn automatic reloading on file change on or off."""
+        from bot.watcher import DebouncedWatcher, is_python_source  # watchdog: only if used
+
         watcher = self._commands_watcher
         if enabled and watcher is None:
             watcher = DebouncedWatcher(
@@ -373,6 +388,8 @@ class App:
             log.info("stopped watching %s", self.loader.folder.path)
 
     def watch_config(self) -> None:
+        from bot.watcher import DebouncedWatcher
+
         path = self.config.path
         if path is None or self._config_watcher is not None:
             return

@@ -332,6 +332,7 @@ def running_bot(bot_files: Callable[..., BotFiles]) -> Iterator[Callable[..., Ru
         bot.thread.start()
         if wait:
             bot.wait_joined()
+            bot.wait_until(app.watching.is_set, "the file watchers to start")
             stems = {p.stem for p in bot.commands_dir.glob("*.py")}
             missing = {s for s in stems if not s.startswith("_")} - set(app.registry.modules)
             assert not missing, f"modules not loaded (see the log): {sorted(missing)}"
