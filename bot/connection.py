@@ -51,6 +51,7 @@ WANTED_CAPS = {
     "account-notify",
     "extended-join",
 }
+WHOX_TOKEN = "42"  # marks replies to our own WHOX queries
 MAX_LINE_BYTES = 16384  # 8191 bytes of tags + 512 of message, with room to spare
 
 
@@ -256,6 +257,7 @@ class Connection:
         self._cap_pending: set[str] = set()
         self._ls_caps: dict[str, str] = {}
         self._sasl_started = False
+        self._whox = False  # the server supports WHO %tna (ISUPPORT WHOX)
         self.account: str | None = None  # our own services account, once logged in
         self.accounts: dict[str, str | None] = {}  # lowercased nick -> account, tracked
         self._install_handlers()
@@ -402,6 +404,7 @@ class Connection:
         self.caps = set()
         self._ls_caps = {}
         self._sasl_started = False
+        self._whox = False
         self.account = None
         self.accounts = {}
         self.joined = set()
@@ -469,6 +472,8 @@ class Connection:
         for name in ("saslsuccess", "saslfail", "sasltoolong", "saslaborted", "saslalready"):
             add(name, self._on_sasl_result, -30)
         add("account", self._on_account, -20)
+        add("whospcrpl", self._on_whox, -20)
+        add("featurelist", self._on_isupport, -20)
         add("loggedin", self._on_logged_in, -30)
         add("loggedout", self._on_logged_in, -30)
         add("invite", self._on_invite, -20)
@@ -658,6 +663,18 @@ class Connection:
         account = event.target
         self.accounts[irc_lower(event.source.nick)] = None if account in ("*", None) else account
 
+    def _on_isupport(self, conn: Any, event: Any) -> None:
+        # The library's FeatureSet drops value-less tokens such as WHOX.
+        if any(a == "WHOX" or a.startswith("WHOX=") for a in event.arguments):
+            self._whox = True
+
+    def _on_whox(self, conn: Any, event: Any) -> None:
+        """WHOX reply to our ``WHO #chan %tna,42``: ``42 nick account`` (0: none)."""
+        args = event.arguments
+        if len(args) == 3 and args[0] == WHOX_TOKEN:
+            nick, account = args[1], args[2]
+            self.accounts[irc_lower(nick)] = None if account in ("0", "*") else account
+
     def _account_of(self, nick: str, tags: dict[str, str | None]) -> str | None:
         """The services account behind a message, or None.
 
@@ -677,6 +694,10 @@ class Connection:
             self.accounts[irc_lower(event.source.nick)] = None if account == "*" else account
         if self._is_me(event.source.nick):
             self.joined.add(irc_lower(event.target))
+            if "account-tag" not in self.caps and self._whox:
+                # Learn the accounts of who is already there; joins and account-notify
+                # keep the map current afterwards.
+                self.send_now(f"WHO {event.target} %tna,{WHOX_TOKEN}")
             source = event.source
             self.userhost_length = len(f"{source.user}@{source.host}")
             log.info("joined %s", event.target)

@@ -226,6 +226,29 @@ def test_account_tracking_without_account_tag(tmp_path: Path) -> None:
         assert not _modules(session, "renamed!x@elsewhere.example", target="testbot")
 
 
+def test_whox_fills_in_accounts_of_users_already_in_the_channel(tmp_path: Path) -> None:
+    """Without account-tag, who was there before the bot joined is learned with WHOX."""
+
+    def join_with_whox(session: Session, channel: str) -> None:
+        session.send(f":fake.test 005 {session.nick} WHOX :are supported")
+        session.send(f":{session.mask} JOIN {channel}")
+
+    script = Script(cap_ls=["extended-join account-notify"], join=join_with_whox)
+    with (
+        FakeServer(script) as server,
+        running_app(tmp_path, server.port, admins=["account:admin1"]),
+    ):
+        session = server.wait_registered()
+        who = session.wait_for(r"^WHO #c %tna,42$")
+        assert who
+        assert not _modules(session, "early!e@e.example")
+        session.send(":fake.test 354 testbot 42 early admin1")
+        session.send(":fake.test 354 testbot 42 other 0")
+        session.send(":fake.test 315 testbot #c :End of WHO list")
+        assert _modules(session, "early!e@e.example")
+        assert not _modules(session, "other!o@o.example")
+
+
 def test_account_is_forgotten_when_the_user_leaves_our_channels(tmp_path: Path) -> None:
     """After PART/KICK we no longer see the user's NICK or ACCOUNT changes.
 
