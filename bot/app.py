@@ -47,7 +47,6 @@ class ReloadReport:
     removed: list[str] = field(default_factory=list)
     unchanged: int = 0
     errors: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
     failed_modules: list[str] = field(default_factory=list)  # modules named by the errors
 
     @property
@@ -74,7 +73,6 @@ class ReloadReport:
             parts.append("nothing changed")
         if self.unchanged:
             parts.append(f"{self.unchanged} unchanged")
-        parts += [f"warning: {w}" for w in self.warnings]
         return "; ".join(parts)
 
 
