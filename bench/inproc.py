@@ -21,7 +21,11 @@ import weakref
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE.parent), str(HERE)]
+if "--src" in sys.argv:  # the run's snapshot of bot/, not the live work tree
+    sys.path.insert(0, sys.argv[sys.argv.index("--src") + 1])
+else:
+    sys.path.insert(0, str(HERE.parent))
+sys.path.insert(1, str(HERE))
 
 import peers  # noqa: E402
 
@@ -40,6 +44,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--reloads", type=int, default=10_000)
     parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--src", help="folder holding the bot/ package to measure")
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="bench-inproc-"))

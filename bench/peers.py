@@ -87,6 +87,29 @@ def our_requirements() -> list[str]:
     return list(data["project"]["dependencies"])
 
 
+def source_version() -> str:
+    """``<commit>`` of the work tree, ``+dirty`` when bot/ or commands/ differ from it."""
+
+    def git(*args: str) -> str:
+        out = subprocess.run(
+            ["git", "-C", str(REPO), *args], capture_output=True, text=True, check=False
+        )
+        return out.stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "?"
+    dirty = git("status", "--porcelain", "--", "bot", "commands")
+    return commit + ("+dirty" if dirty else "")
+
+
+def snapshot(dest: Path) -> Path:
+    """Copy bot/ and commands/ of the work tree, so one run measures one version."""
+    for name in ("bot", "commands"):
+        shutil.copytree(
+            REPO / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+        )
+    return dest
+
+
 def package_version(python: Path, dist: str) -> str:
     code = f"import importlib.metadata as m; print(m.version({dist!r}))"
     out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=False)
@@ -217,8 +240,9 @@ class Ours(BotKind):
     label = "reloadbot"
     reload_one = "!reload benchmod"
 
-    def __init__(self, python: str | None = None) -> None:
+    def __init__(self, python: str | None = None, src: Path = REPO) -> None:
         self.python = Path(python) if python else None
+        self.src = src  # where bot/ and commands/ are read from (a snapshot of the work tree)
         self.pycache = DEFAULT_VENVS / "pycache-ours"
 
     def setup(self, venvs: Path) -> None:
@@ -229,14 +253,14 @@ class Ours(BotKind):
             except SetupError as exc:
                 print(f"[ours] cannot build a Debian-python venv ({exc}); using {sys.executable}")
                 self.python = Path(sys.executable)
-        self.version = "working tree"
+        self.version = source_version()
 
     def launch(
         self, home: Path, host: str, port: int, *, defaults: bool, all_admins: bool = False
     ) -> Launch:
         commands = home / "commands"
         commands.mkdir(parents=True, exist_ok=True)
-        for shipped in sorted((REPO / "commands").glob("*.py")):
+        for shipped in sorted((self.src / "commands").glob("*.py")):
             shutil.copy(shipped, commands / shipped.name)
         module = commands / "benchmod.py"
         module.write_text(_OURS_MODULE)
@@ -252,7 +276,7 @@ class Ours(BotKind):
             "log_level: WARNING\n" + rate
         )
         env = self.env(home)
-        env["PYTHONPATH"] = str(REPO)
+        env["PYTHONPATH"] = str(self.src)
         # Bytecode for bot/ as any install has it (the peers' site-packages have theirs),
         # kept out of the work tree.
         env["PYTHONPYCACHEPREFIX"] = str(self.pycache)

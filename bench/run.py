@@ -456,9 +456,11 @@ def bench_fifty(
 def bench_inproc(kind: peers.BotKind, sizes: Sizes) -> Figures:
     fig = Figures()
     assert kind.python is not None
-    env = {**os.environ, "PYTHONPATH": str(peers.REPO)}
+    assert isinstance(kind, peers.Ours)
+    env = {**os.environ, "PYTHONPATH": str(kind.src)}
+    argv = [str(kind.python), str(HERE / "inproc.py"), "--reloads", str(sizes.inproc_reloads)]
     out = subprocess.run(
-        [str(kind.python), str(HERE / "inproc.py"), "--reloads", str(sizes.inproc_reloads)],
+        [*argv, "--src", str(kind.src)],
         capture_output=True,
         text=True,
         env=env,
@@ -540,6 +542,8 @@ def table(results: dict[str, Figures], labels: dict[str, str], sizes: Sizes) -> 
     body = []
     for row in ROWS:
         vals = {n: results[n].values.get(row.key) for n in names}
+        if all(v is None for v in vals.values()):
+            continue  # not measured in this run (e.g. --defaults not given)
         ours = vals.get("ours")
         peer = None
         ratio = "-"
@@ -577,7 +581,7 @@ def merge(rounds: list[Figures]) -> Figures:
 # -- main ---------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small counts (CI): < 2 minutes")
     parser.add_argument(
@@ -596,14 +600,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also run a small burst against each bot with its default throttles",
     )
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
-    sizes = QUICK if args.quick else FULL
-    selected = args.only or ["ours", "sopel", "limnoria"]
-    t_start = time.monotonic()
+
+def prepare(args: argparse.Namespace, src: Path) -> dict[str, peers.BotKind]:
+    """Build the venvs; in quick mode a peer whose venv cannot be built is skipped."""
     kinds: dict[str, peers.BotKind] = {}
-    for name in selected:
-        kind = peers.Ours(args.our_python) if name == "ours" else peers.KINDS[name]()
+    for name in args.only or ["ours", "sopel", "limnoria"]:
+        kind = peers.Ours(args.our_python, src) if name == "ours" else peers.KINDS[name]()
         log(f"preparing {name} (venvs in {args.venvs})")
         try:
             kind.setup(args.venvs)
@@ -613,11 +617,15 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             raise
         kinds[name] = kind
-    labels = {n: f"{k.label} {k.version}".strip() for n, k in kinds.items()}
-    labels["ours"] = "ours"
+    if "ours" in kinds:
+        log(f"ours: work tree at {kinds['ours'].version}, copied to {src}")
+    return kinds
 
+
+def measure(
+    args: argparse.Namespace, kinds: dict[str, peers.BotKind], sizes: Sizes
+) -> tuple[dict[str, list[Figures]], list[float]]:
     rounds: dict[str, list[Figures]] = {n: [] for n in kinds}
-    floor: list[float] = []
     with Ngircd() as server:
         log(f"ngircd on {server.host}:{server.port}")
         floor = driver.loopback_floor(server.host, server.port, sizes.floor)
@@ -633,16 +641,15 @@ def main(argv: list[str] | None = None) -> int:
                 for name, kind in kinds.items():
                     log(f"round {r + 1}/{args.rounds}: {name}")
                     fig = bench_bot(kind, server, sizes, observer, args.keep)
+                    extras = []
                     if name == "ours":
-                        for extra in (
-                            bench_unlimited(kind, server, sizes, observer),
-                            bench_fifty(kind, server, sizes, observer),
-                        ):
-                            fig.values.update(extra.values)
-                            fig.notes.update(extra.notes)
+                        extras.append(bench_unlimited(kind, server, sizes, observer))
+                        extras.append(bench_fifty(kind, server, sizes, observer))
                     if args.defaults:
-                        extra = bench_defaults(kind, server, sizes, observer)
+                        extras.append(bench_defaults(kind, server, sizes, observer))
+                    for extra in extras:
                         fig.values.update(extra.values)
+                        fig.notes.update(extra.notes)
                     rounds[name].append(fig)
         finally:
             observer.close()
@@ -650,6 +657,23 @@ def main(argv: list[str] | None = None) -> int:
         leak = bench_inproc(kinds["ours"], sizes)
         for fig in rounds["ours"]:
             fig.values.update(leak.values)
+    return rounds, floor
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    t_start = time.monotonic()
+    src = peers.snapshot(Path(tempfile.mkdtemp(prefix="bench-src-")))
+    try:
+        kinds = prepare(args, src)
+        rounds, floor = measure(args, kinds, sizes)
+    finally:
+        if not args.keep:
+            shutil.rmtree(src, ignore_errors=True)
+    labels = {n: f"{k.label} {k.version}".strip() for n, k in kinds.items()}
+    labels["ours"] = "ours"
+    ours_version = kinds["ours"].version if "ours" in kinds else None
 
     results = {n: merge(f) for n, f in rounds.items() if f}
     print()
@@ -658,6 +682,8 @@ def main(argv: list[str] | None = None) -> int:
         f"medians; {time.monotonic() - t_start:.0f} s)"
     )
     print(table(results, labels, sizes))
+    if ours_version:
+        print(f"ours: work tree at {ours_version}")
     print(
         f"loopback floor through ngircd (two raw clients): p50 "
         f"{driver.percentile(floor, 50) * 1000:.3f} ms, p99 "
@@ -673,6 +699,7 @@ def main(argv: list[str] | None = None) -> int:
                 "quick": args.quick,
                 "rounds": args.rounds,
                 "labels": labels,
+                "ours_version": ours_version,
                 "sizes": sizes.__dict__,
                 "floor_p50_ms": driver.percentile(floor, 50) * 1000,
                 "floor_p99_ms": driver.percentile(floor, 99) * 1000,
