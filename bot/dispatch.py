@@ -92,6 +92,7 @@ class Job:
     call: Callable[[CallContext], object]
     report_errors: bool = True  # commands tell the user; listeners and timers only log
     user: str = ""  # user@host of who asked
+    audit: str | None = None  # for admin commands: who ran what, logged with the outcome
 
 
 class RateLimiter:
@@ -163,12 +164,12 @@ class Dispatcher:
             return
         if not admin and not self._within_limits(message, entry.spec.name):
             return
-        if entry.spec.admin:
-            log.info("admin %s ran: %s", message.source.mask, message.text[:200])
+        audit = f"{message.source.mask}: {message.text[:200]}" if entry.spec.admin else None
         module_name = entry.module.name if entry.module else "builtins"
         ctx = self._context(module_name, message.source.nick, message.channel, admin)
         call = _bind(entry.spec.func, args.strip())
-        self.start(Job(entry.spec.name, entry.module, ctx, call, user=_user_key(message)))
+        job = Job(entry.spec.name, entry.module, ctx, call, user=_user_key(message), audit=audit)
+        self.start(job)
 
     def _within_limits(self, message: Message, name: str) -> bool:
         """Per-user and per-channel command rates, and room left by stuck calls."""
@@ -246,10 +247,15 @@ class Dispatcher:
         if job.report_errors:  # timed from the start of the call, not from queueing
             timeout = self.host.config.command_timeout
             self.host.call_later(timeout, lambda: self._check_timeout(call_id, ctx, timeout))
+        outcome = "failed"
+        said: list[str] = []
         try:
             for line in _lines(job.call(ctx)):
                 ctx.reply(line)
+                said.append(line)
+            outcome = " / ".join(said)[:300]
         except CommandError as exc:
+            outcome = f"refused: {exc}"
             ctx.reply(str(exc) or f"{job.name}: invalid arguments (see help {job.name})")
         except Exception as exc:
             folder = job.module.path.parent if job.module else None
@@ -260,6 +266,8 @@ class Dispatcher:
                 detail = f": {str(exc).splitlines()[0][:200]}" if str(exc).strip() else ""
                 ctx.reply(f"{job.name} failed: {type(exc).__name__}{detail} ({where})")
         finally:
+            if job.audit:
+                log.info("admin command by %s -> %s", job.audit, outcome)
             self._done(call_id, job.module)
 
     def _done(self, call_id: int, module: LoadedModule | None) -> None:

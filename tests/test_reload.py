@@ -885,3 +885,14 @@ def test_concurrent_reloads_are_serialised(make: Callable[..., App]) -> None:
     assert not errors
     assert_one_helper_version(app)
     assert say(app, "!a") == ["A!"]
+
+
+def test_admin_commands_are_logged_with_who_and_the_outcome(
+    make: Callable[..., App], caplog: pytest.LogCaptureFixture
+) -> None:
+    app = started(make, {"a.py": ALPHA_V1})
+    with caplog.at_level(logging.INFO, logger="bot.dispatch"):
+        say(app, "!reload")
+    audit = [r.getMessage() for r in caplog.records if "admin command by" in r.getMessage()]
+    assert len(audit) == 1
+    assert "boss!" in audit[0] and "!reload" in audit[0] and "reload: nothing changed" in audit[0]
