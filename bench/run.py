@@ -662,6 +662,9 @@ def measure(
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # The bots and ngircd run in their own sessions: on SIGTERM unwind through the
+    # finally blocks that stop them, as on ^C.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     sizes = QUICK if args.quick else FULL
     t_start = time.monotonic()
     src = peers.snapshot(Path(tempfile.mkdtemp(prefix="bench-src-")))
