@@ -10,6 +10,7 @@ command -> outbox -> connection -> socket.
 from __future__ import annotations
 
 import gc
+import hashlib
 import logging
 import sys
 import threading
@@ -471,6 +472,9 @@ class App:
     def reconnect(self) -> None:
         self.connection.reconnect("Reconnecting (asked by an admin)")
 
+    def _imports(self, source: bytes) -> frozenset[str]:
+        return inspect_source(source, self.namespace).imports
+
     def _users_of(self, names: set[str]) -> set[str]:
         """``names`` plus every module on disk that imports one of them, directly or not."""
         graph = {
@@ -496,10 +500,14 @@ class App:
             path = self.loader.folder.file_for(name)
             if path is None:
                 continue
+            source = path.read_bytes()
             loaded = current.get(name)
-            if name.startswith("_") and (loaded is None or sha256_of(path) != loaded.sha256):
+            unchanged = loaded is not None and hashlib.sha256(source).hexdigest() == loaded.sha256
+            if name.startswith("_") and not unchanged:
                 changed.add(name)
-            stack += inspect_source(path.read_bytes(), self.namespace).imports
+            # An unchanged file imports what it imported when it was loaded: no parse.
+            imports = loaded.imports if unchanged and loaded else self._imports(source)
+            stack += imports
         return changed
 
     def _apply(self, want: set[str], fresh: set[str]) -> ReloadReport:

@@ -27,6 +27,7 @@ import importlib.machinery
 import importlib.util
 import linecache
 import os
+import re
 import sys
 import threading
 import traceback
@@ -166,6 +167,9 @@ class CommandsDir:
 
     def display(self, path: Path) -> str:
         """A short name for messages: ``commands/dice.py``."""
+        path = Path(path)
+        if path.parent == self.path:  # the usual case; resolving costs a syscall per part
+            return f"{self.path.name}/{path.name}"
         try:
             return f"{self.path.name}/{Path(path).resolve().relative_to(self.path)}"
         except ValueError:
@@ -185,6 +189,10 @@ class SourceInfo:
     problems: tuple[tuple[int, str], ...]
 
 
+# An import that is not at the top level: indented, or after ";" or ":" on one line.
+_NESTED_IMPORT = re.compile(rb"^[ \t]+(?:from|import)\b|[;:][ \t]*(?:from|import)\b", re.M)
+
+
 def inspect_source(source: bytes, namespace: str) -> SourceInfo:
     """Static facts about a module: which sibling modules it imports, and rule violations.
 
@@ -200,8 +208,11 @@ def inspect_source(source: bytes, namespace: str) -> SourceInfo:
     imports: set[str] = set()
     problems: list[tuple[int, str]] = []
     top_level = set(map(id, tree.body))
+    # Walking every node costs milliseconds on a big file; imports below the top
+    # level need an indented line or a one-liner; without one the top level is enough.
+    nodes = ast.walk(tree) if _NESTED_IMPORT.search(source) else iter(tree.body)
 
-    for node in ast.walk(tree):
+    for node in nodes:
         names: list[str] = []
         if isinstance(node, ast.ImportFrom):
             if node.level == 1:
@@ -326,15 +337,16 @@ class Loader:
         reserved: dict[str, str],
     ) -> None:
         current = txn.current
+        execute = self._closure(current, want, fresh)
+        # Only what runs is read from disk; a kept module keeps its loaded version.
         errors = [
             LoadError(name, f"{self.folder.path.name}/{name}.py", None, "no such file")
-            for name in sorted(want)
+            for name in sorted(want & execute)
             if self.folder.file_for(name) is None
         ]
         if errors:
             raise LoadFailed(errors)
 
-        execute = self._closure(current, want, fresh)
         keep = {n: m for n, m in current.items() if n not in execute}
         sources: dict[str, bytes] = {}
         finder = _SealedFinder(self.namespace, self.folder, sources)
@@ -574,21 +586,24 @@ def _duplicates(
     fresh: set[str],
 ) -> list[LoadError]:
     """Every command name or alias claimed twice; blamed on the module being (re)loaded."""
-    owners = dict(reserved)
+    owners: dict[str, str | tuple[LoadedModule, int | None]] = dict(reserved)
     errors = []
     # Unchanged modules first, so a clash is reported at the file that introduced it.
     for name in sorted(modules, key=lambda n: (n in fresh, n)):
         loaded = modules[name]
         for spec in loaded.commands:
-            file = folder.display(loaded.path)
             line = getattr(getattr(spec.func, "__code__", None), "co_firstlineno", None)
             for alias in dict.fromkeys(spec.names):  # aliases=["x"] on x is no clash
-                if alias in owners:
-                    message = f"command name {alias!r} is already used by {owners[alias]}"
-                    errors.append(LoadError(name, file, line, message))
-                else:
-                    owners[alias] = f"{file}:{line}"
+                owner = owners.setdefault(alias, (loaded, line))
+                if owner != (loaded, line):
+                    where = owner if isinstance(owner, str) else _where(folder, *owner)
+                    message = f"command name {alias!r} is already used by {where}"
+                    errors.append(LoadError(name, folder.display(loaded.path), line, message))
     return errors
+
+
+def _where(folder: CommandsDir, loaded: LoadedModule, line: int | None) -> str:
+    return f"{folder.display(loaded.path)}:{line}"
 
 
 def _prune_helpers(modules: dict[str, LoadedModule], want: set[str]) -> dict[str, LoadedModule]:

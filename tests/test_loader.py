@@ -507,3 +507,19 @@ def test_commands_dir_only_resolves_plain_files_directly_inside(tmp_path: Path) 
         assert commands.file_for(name) is None, name
     assert sorted(commands.scan()) == ["alias", "ok"]
     assert commands.display(commands.path / "ok.py") == "commands/ok.py"
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "def f():\n    from . import _x\n",
+        "def f(): from . import _x\n",
+        "if True:\n\tfrom ._x import y\n",
+        "x = 1; from . import _x\n",
+    ],
+)
+def test_every_nested_sibling_import_is_found(source: str) -> None:
+    info = inspect_source(source.encode(), "commands")
+    assert info.imports == {"_x"}
+    nested = not source.startswith("x = 1")
+    assert bool(info.problems) == nested, info.problems
