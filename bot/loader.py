@@ -28,6 +28,7 @@ import importlib.util
 import linecache
 import os
 import re
+import stat
 import sys
 import threading
 import traceback
@@ -150,8 +151,15 @@ class CommandsDir:
         if not is_module_name(name):
             return None
         candidate = self.path / f"{name}.py"
-        resolved = candidate.resolve()
-        if resolved.parent != self.path or not resolved.is_file():
+        try:
+            mode = os.lstat(candidate).st_mode
+        except OSError:
+            return None
+        if stat.S_ISLNK(mode):  # only a link can lead out of the (resolved) folder
+            resolved = candidate.resolve()
+            if resolved.parent != self.path or not resolved.is_file():
+                return None
+        elif not stat.S_ISREG(mode):
             return None
         return candidate
 
@@ -456,7 +464,8 @@ class Transaction:
         self._saved = {k: v for k, v in sys.modules.items() if k == ns or k.startswith(ns + ".")}
         # Loading pins each executed file's text in linecache; a rollback must put back the
         # text of the versions that keep serving, or their tracebacks would show the new file.
-        self._lines = {k: v for k, v in linecache.cache.items() if self._in_folder(k)}
+        files = (str(self.loader.folder.path / f"{name}.py") for name in execute)
+        self._lines = {f: linecache.cache[f] for f in files if f in linecache.cache}
         package = sys.modules.get(ns)
         for name in self.execute:
             sys.modules.pop(f"{ns}.{name}", None)
@@ -493,8 +502,11 @@ class Transaction:
         for key in [k for k in sys.modules if k == ns or k.startswith(ns + ".")]:
             del sys.modules[key]  # the package too, if this transaction created it
         sys.modules.update(self._saved)
+        # Modules that keep serving and were not executed were never touched here.
         for key in [k for k in linecache.cache if self._in_folder(k)]:
-            del linecache.cache[key]
+            stem = Path(key).stem
+            if stem in self.execute or stem not in self.current:
+                del linecache.cache[key]
         linecache.cache.update(self._lines)
         self._finish(self.current)
 
