@@ -551,7 +551,9 @@ class App:
             old.activity.retire(lambda old=old: self._teardown(old))
         del retiring
         del old_registry, replaced, txn, new_versions, started
-        gc.collect()  # function <-> globals cycles: only the cyclic GC frees an old version
+        # Functions and their module's globals form cycles: only the cyclic GC frees an
+        # old version. Collect just after the reply has gone out, not before it.
+        self.call_later(_COLLECT_AFTER, gc.collect)
         log.info("modules %s", report.summary())
         return report
 
@@ -603,6 +605,8 @@ class App:
             return LoadError(error.module, error.file, error.line, message)
         return None
 
+
+_COLLECT_AFTER = 0.05  # seconds after a reload: its reply is out by then
 
 # Where each module's STATE_VERSION is kept; a helper-style name no module can own.
 _VERSIONS = "__state_versions__"

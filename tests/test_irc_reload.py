@@ -15,6 +15,7 @@ import threading
 import time
 import types
 import uuid
+import weakref
 from collections import Counter
 from collections.abc import Iterator
 
@@ -115,6 +116,20 @@ def test_reload_serves_new_code_and_says_what_changed(running_bot, irc_client) -
     assert bot.wait_reply(boss, mark) == "v2 hi"
 
     assert bot.ask(boss, "!reload") == "reload: nothing changed; 1 unchanged"
+
+
+def test_the_running_bot_frees_the_old_version_by_itself(running_bot, irc_client) -> None:
+    """No gc.collect() from the test: the bot collects after a reload on its own."""
+    bot = running_bot()
+    boss = irc_client("boss")
+    boss.join(bot.channel)
+    old = bot.app.registry.modules["echo"]
+    old_func = weakref.ref(old.commands[0].func)
+    old_module = weakref.ref(old.module)
+    del old
+    bot.write("echo", echo_variant("v2"))
+    assert "reloaded: echo" in bot.ask(boss, "!reload")
+    bot.wait_until(lambda: old_func() is None and old_module() is None, "the old version freed")
 
 
 def test_fifty_reloads_never_touch_the_connection(running_bot, irc_client) -> None:
