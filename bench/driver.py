@@ -21,23 +21,12 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from bot.ircd import split_line
+
 TOKEN = re.compile(r"pong (\S+)")
 
 
-def parse(line: str) -> tuple[str, str, list[str]]:
-    """``:nick!u@h CMD a b :trailing`` -> ("nick", "CMD", ["a", "b", "trailing"])."""
-    if line.startswith("@"):
-        line = line.partition(" ")[2]
-    source = ""
-    if line.startswith(":"):
-        prefix, _, line = line.partition(" ")
-        source = prefix[1:].split("!", 1)[0]
-    trailing = None
-    if " :" in line:
-        line, trailing = line.split(" :", 1)
-    parts = line.split()
-    params = parts[1:] + ([trailing] if trailing is not None else [])
-    return source, (parts[0].upper() if parts else ""), params
+parse = split_line  # ``:nick!u@h CMD a :trail`` -> ("nick", "CMD", ["a", "trail"])
 
 
 @dataclass

@@ -186,7 +186,7 @@ class _RawConnection:
             self.sock.close()
 
 
-def _command(line: str) -> tuple[str, str, list[str]]:
+def split_line(line: str) -> tuple[str, str, list[str]]:
     """Split a raw line into (source nick, command, params); tags are dropped."""
     if line.startswith("@"):
         line = line.split(" ", 1)[1] if " " in line else ""
@@ -240,7 +240,39 @@ IncludeDir = {dir}/conf.d
 """
 
 
-class Ngircd:
+class _Server:
+    """What both servers share: ``with server:`` starts and stops it."""
+
+    host: str
+    port: int
+
+    @property
+    def running(self) -> bool:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self if self.running else self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<{type(self).__name__} {self.host}:{self.port} {state}>"
+
+
+class Ngircd(_Server):
     """A throwaway ngIRCd on 127.0.0.1 with flood penalties off.
 
     ``Ngircd().start()`` (or ``with Ngircd() as server:``) writes a config into a
@@ -329,21 +361,6 @@ class Ngircd:
         self.stop()
         self.port = port
         return self.start()
-
-    def __enter__(self) -> Self:
-        return self if self.running else self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def __repr__(self) -> str:
-        state = "running" if self.running else "stopped"
-        return f"<Ngircd {self.host}:{self.port} {state}>"
 
     # -- internals -------------------------------------------------------------
 
@@ -552,7 +569,7 @@ operclass "user" {{ }};
 """
 
 
-class InspircdAtheme:
+class InspircdAtheme(_Server):
     """InspIRCd 3 linked to Atheme services on loopback: accounts, SASL PLAIN, IRCv3 tags.
 
     :meth:`start` returns once NickServ answers, i.e. SASL and REGISTER work.
@@ -650,27 +667,12 @@ class InspircdAtheme:
                             f"NickServ refused to register {name!r}: " + " / ".join(notices)
                         )
                     conn.send("PRIVMSG NickServ :LOGOUT")
-                    conn.read_until(lambda line: _command(line)[1] in {"901", "NOTICE"}, 10)
+                    conn.read_until(lambda line: split_line(line)[1] in {"901", "NOTICE"}, 10)
                     # (a 901 RPL_LOGGEDOUT and a NickServ notice; drained by the next command)
                 finally:
                     self._change_nick(conn, self._registrar_nick)
             except (OSError, TimeoutError, ConnectionError) as exc:
                 raise IrcdError(f"registering {name!r} failed: {exc}") from exc
-
-    def __enter__(self) -> Self:
-        return self if self.running else self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def __repr__(self) -> str:
-        state = "running" if self.running else "stopped"
-        return f"<InspircdAtheme {self.host}:{self.port} {state}>"
 
     # -- start-up --------------------------------------------------------------
 
@@ -746,8 +748,8 @@ class InspircdAtheme:
             return False
         try:
             conn.send("CAP LS 302")
-            line = conn.read_until(lambda line: _command(line)[1] == "CAP", 2)
-            caps = _command(line)[2][-1].split()
+            line = conn.read_until(lambda line: split_line(line)[1] == "CAP", 2)
+            caps = split_line(line)[2][-1].split()
             return any(c.startswith("sasl=") and "PLAIN" in c for c in caps)
         except (OSError, TimeoutError, ConnectionError):
             return False
@@ -781,16 +783,16 @@ class InspircdAtheme:
                 raise IrcdError("services did not link (no sasl=PLAIN in CAP LS)")
             welcome = {"001", "433", "ERROR"}
             for conn in filter(None, (self._registrar, ticker)):
-                line = conn.read_until(lambda ln: _command(ln)[1] in welcome, left())
-                if _command(line)[1] != "001":
+                line = conn.read_until(lambda ln: split_line(ln)[1] in welcome, left())
+                if split_line(line)[1] != "001":
                     raise IrcdError(f"fixture connection was not accepted: {line}")
             # Definitive check: NickServ itself answers (a 401 means "not linked yet").
             while True:
                 self._registrar.send("PRIVMSG NickServ :HELP")
                 line = self._registrar.read_until(
-                    lambda ln: _command(ln)[0] == "NickServ" or _command(ln)[1] == "401", left()
+                    lambda ln: split_line(ln)[0] == "NickServ" or split_line(ln)[1] == "401", left()
                 )
-                if _command(line)[0] == "NickServ":
+                if split_line(line)[0] == "NickServ":
                     break
                 alive()
                 if left() <= 0:
@@ -827,13 +829,13 @@ class InspircdAtheme:
         conn.send(f"NICK {nick}")
 
         def answer(line: str) -> bool:
-            _, command, params = _command(line)
+            _, command, params = split_line(line)
             if command == "NICK":
                 return params[:1] == [nick] or params[-1:] == [nick]
             return command in {"432", "433", "436"}
 
         line = conn.read_until(answer, 10)
-        if _command(line)[1] != "NICK":
+        if split_line(line)[1] != "NICK":
             raise IrcdError(f"cannot take nick {nick!r}: {line}")
 
     @staticmethod
@@ -845,9 +847,9 @@ class InspircdAtheme:
         notices: list[str] = []
         while True:
             line = conn.read_until(
-                lambda ln: _command(ln)[0] == "NickServ" and _command(ln)[1] == "NOTICE", 10
+                lambda ln: split_line(ln)[0] == "NickServ" and split_line(ln)[1] == "NOTICE", 10
             )
-            text = _command(line)[2][-1].replace("\x02", "")
+            text = split_line(line)[2][-1].replace("\x02", "")
             if text.startswith("Invalid command") or marker in text:
                 return notices
             notices.append(text)
