@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -49,6 +50,14 @@ def test_reconnects_and_rejoins_after_the_server_restarts(
     user.join(bot.channel)
     assert irc_lower(bot.app.nick) in [irc_lower(n) for n in names(user, bot.channel)]
     assert bot.ask(user, "!echo back again") == "back again"
+
+
+def test_the_socket_sends_small_writes_at_once(running_bot) -> None:
+    """TCP_NODELAY: with Nagle on, NICK/USER and back-to-back reply lines each waited
+    for the server's delayed ACK (~40 ms measured between NICK/USER and the welcome)."""
+    bot = running_bot()
+    sock = bot.app.connection.server.socket
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
 
 
 def test_takes_an_alternative_nick_when_its_nick_is_in_use(running_bot, irc_client) -> None:
