@@ -10,14 +10,12 @@ command -> outbox -> connection -> socket.
 from __future__ import annotations
 
 import gc
-import hashlib
 import logging
 import sys
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.api import CommandSpec, Event
@@ -25,7 +23,7 @@ from bot.builtins import Builtins
 from bot.config import Config, ConfigError, diff, load_config
 from bot.connection import Backoff, Connection, ConnectionSettings
 from bot.dispatch import Dispatcher
-from bot.loader import LoadedModule, Loader, LoadError, LoadFailed, inspect_source, sha256_of
+from bot.loader import LoadedModule, Loader, LoadError, LoadFailed, inspect_source
 from bot.message import Message, Source
 from bot.outbox import Outbox, OutboxError
 from bot.registry import Registry
@@ -266,7 +264,7 @@ class App:
         for error in report.errors:
             log.error("module not loaded: %s", error)
         # Importing and starting watchdog takes ~80 ms: not on the way to connecting.
-        threading.Thread(target=self._start_watching, name="watchers", daemon=True).start()
+        threading.Thread(target=self.start_watching, name="watchers", daemon=True).start()
         try:
             self.connection.run()
         finally:
@@ -275,12 +273,22 @@ class App:
     def stop(self, message: str = "Shutting down") -> None:
         self.connection.stop(message)
 
-    def _start_watching(self) -> None:
-        with self._reload_lock:
-            if not self._closed:
+    def start_watching(self) -> None:
+        """Start the configured watchers, then catch up on what was saved before they ran.
+
+        A file saved between the first load and the watcher's start raises no event:
+        compare the folder with what is loaded once the watcher is running.
+        """
+        try:
+            with self._reload_lock:
+                if self._closed:
+                    return
                 self.watch_config()
                 self.watch_commands(self.config.watch)
-        self.watching.set()
+            if self.config.watch:
+                self._on_files_changed(set(self.loader.folder.scan()) | set(self.registry.modules))
+        finally:
+            self.watching.set()
 
     def close(self) -> None:
         with self._reload_lock:
@@ -327,7 +335,8 @@ class App:
                 if force:
                     fresh = set(current)
                 else:
-                    fresh = {n for n, m in current.items() if sha256_of(m.path) != m.sha256}
+                    holds = self.loader.folder.holds
+                    fresh = {n for n, m in current.items() if not holds(m.path, m.source)}
                 gone = {n for n in want if self.loader.folder.file_for(n) is None}
                 return self._apply(want - gone, fresh - gone)
             missing = [n for n in names if n not in current]
@@ -376,7 +385,9 @@ class App:
         watcher = self._commands_watcher
         if enabled and watcher is None:
             watcher = DebouncedWatcher(
-                self.loader.folder.path, is_python_source, self._on_files_changed
+                self.loader.folder.path,
+                is_python_source,
+                lambda paths: self._on_files_changed({p.stem for p in paths}),
             )
             watcher.start()
             self._commands_watcher = watcher
@@ -397,9 +408,9 @@ class App:
         )
         self._config_watcher.start()
 
-    def _on_files_changed(self, paths: frozenset[Path]) -> None:
+    def _on_files_changed(self, names: set[str]) -> None:
         """The watcher's batch: decide from the disk what changed, then one transaction."""
-        report = self.sync_with_disk({p.stem for p in paths})
+        report = self.sync_with_disk(names)
         if report.ok and not (report.reloaded or report.loaded or report.unloaded):
             return  # a touch, or a save that changed nothing
         self.notify(f"auto-reload: {report.summary()}")
@@ -417,7 +428,7 @@ class App:
                     want.discard(name)
                     if loaded.is_helper:
                         fresh.add(name)  # its importers reload, and fail if they still use it
-                elif loaded is not None and sha256_of(loaded.path) != loaded.sha256:
+                elif loaded and not self.loader.folder.holds(loaded.path, loaded.source):
                     fresh.add(name)
                 elif loaded is None and exists and not self._admin_keeps_out(name):
                     want.add(name)
@@ -500,14 +511,16 @@ class App:
             path = self.loader.folder.file_for(name)
             if path is None:
                 continue
-            source = path.read_bytes()
             loaded = current.get(name)
-            unchanged = loaded is not None and hashlib.sha256(source).hexdigest() == loaded.sha256
-            if name.startswith("_") and not unchanged:
+            if loaded is not None and self.loader.folder.holds(path, loaded.source):
+                stack += loaded.imports  # unchanged: it imports what it imported; no parse
+                continue
+            if name.startswith("_"):
                 changed.add(name)
-            # An unchanged file imports what it imported when it was loaded: no parse.
-            imports = loaded.imports if unchanged and loaded else self._imports(source)
-            stack += imports
+            try:
+                stack += self._imports(self.loader.folder.read(path))
+            except OSError:
+                continue  # gone since file_for(); the transaction reports it
         return changed
 
     def _apply(self, want: set[str], fresh: set[str]) -> ReloadReport:

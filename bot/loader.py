@@ -20,7 +20,6 @@ It never touches the live registry: the app swaps registries after ``commit()``.
 from __future__ import annotations
 
 import ast
-import hashlib
 import importlib
 import importlib.abc
 import importlib.machinery
@@ -31,6 +30,7 @@ import re
 import stat
 import sys
 import threading
+import time
 import traceback
 import types
 from collections.abc import Callable, Iterable, Mapping
@@ -75,7 +75,7 @@ class LoadedModule:
     name: str
     path: Path
     module: types.ModuleType
-    sha256: str
+    source: bytes  # exactly what was executed
     imports: frozenset[str]
     commands: tuple[CommandSpec, ...] = ()
     listeners: tuple[ListenerSpec, ...] = ()
@@ -136,11 +136,59 @@ def is_module_name(name: str) -> bool:
     return name.isidentifier() and name.isascii()
 
 
+_Stamp = tuple[int, int, int, int, int]  # st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns
+
+# A file whose last change (ctime, and mtime) is older than this when it is read cannot
+# change again within the same timestamp tick without its stamp changing: git's rule
+# for "racily clean" files. Younger files are compared by content every time.
+RACY_NS = 2_000_000_000
+
+
+def _stamp(st: os.stat_result) -> _Stamp:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
 class CommandsDir:
     """The folder of command files; the only place modules are ever read from."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, clock: Callable[[], int] = time.time_ns) -> None:
         self.path = Path(path).resolve()
+        self._clock = clock
+        # path -> (stamp, bytes): the file had these bytes while it had this stamp.
+        self._known: dict[Path, tuple[_Stamp, bytes]] = {}
+
+    def read(self, path: Path) -> bytes:
+        """The file's bytes; remembers its stamp when the stamp can vouch for them later."""
+        now = self._clock()
+        with open(path, "rb") as file:
+            st = os.fstat(file.fileno())
+            data = file.read()
+        if max(st.st_ctime_ns, st.st_mtime_ns) < now - RACY_NS:
+            self._known[path] = (_stamp(st), data)
+        else:
+            self._known.pop(path, None)
+        return data
+
+    def holds(self, path: Path, source: bytes) -> bool:
+        """Whether ``path`` still holds exactly ``source``.
+
+        Content decides, never mtime alone: a same-size edit with its mtime put back
+        is a change. A file read long enough after its last change is vouched for by
+        its full stamp (inode, size, mtime and ctime: any write or ``utime`` moves
+        ctime), so ``!reload`` of all costs a ``stat`` per unchanged file, not a read.
+        """
+        try:
+            st = os.stat(path)
+        except OSError:
+            self._known.pop(path, None)
+            return False
+        known = self._known.get(path)
+        if known is not None and known[0] == _stamp(st) and known[1] == source:
+            return True
+        try:
+            return self.read(path) == source
+        except OSError:
+            return False
 
     def file_for(self, name: str) -> Path | None:
         """The file for module ``name`` if it is a regular file directly inside the folder.
@@ -184,13 +232,6 @@ class CommandsDir:
             return str(path)
 
 
-def sha256_of(path: Path) -> str | None:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return None
-
-
 @dataclass(frozen=True)
 class SourceInfo:
     imports: frozenset[str]
@@ -201,18 +242,32 @@ class SourceInfo:
 _NESTED_IMPORT = re.compile(rb"^[ \t]+(?:from|import)\b|[;:][ \t]*(?:from|import)\b", re.M)
 
 
-def inspect_source(source: bytes, namespace: str) -> SourceInfo:
+def may_import_siblings(source: bytes, namespace: str) -> bool:
+    """False only when ``source`` cannot import a sibling: no ``from .``, no ``namespace``.
+
+    Most command modules import no sibling; for them no syntax tree is needed at all.
+    """
+    return (
+        re.search(rb"\bfrom[\s\\]*\.|\b" + re.escape(namespace.encode()) + rb"\b", source)
+        is not None
+    )
+
+
+def inspect_source(source: bytes, namespace: str, tree: ast.Module | None = None) -> SourceInfo:
     """Static facts about a module: which sibling modules it imports, and rule violations.
 
     Sibling imports must be at module level (``from . import _x`` or
     ``from ._x import y``): an import inside a function would run against
     whatever generation is current at call time, not the one the function
-    belongs to.
+    belongs to. ``tree`` is the parsed ``source``, when the caller has it.
     """
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return SourceInfo(frozenset(), ())  # compile() reports it with file:line
+    if tree is None:
+        if not may_import_siblings(source, namespace):
+            return SourceInfo(frozenset(), ())
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            return SourceInfo(frozenset(), ())  # compile() reports it with file:line
     imports: set[str] = set()
     problems: list[tuple[int, str]] = []
     top_level = set(map(id, tree.body))
@@ -260,16 +315,22 @@ def inspect_source(source: bytes, namespace: str) -> SourceInfo:
 class _CompileLoader(importlib.abc.Loader):
     """Compiles the bytes on disk on every load; never reads or writes ``__pycache__``."""
 
-    def __init__(self, path: Path, source: bytes) -> None:
+    def __init__(self, path: Path, source: bytes, finder: _SealedFinder) -> None:
         self.path = path
         self.source = source
+        self.finder = finder
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> None:
         return None
 
     def exec_module(self, module: types.ModuleType) -> None:
         filename = str(self.path)
-        code = compile(self.source, filename, "exec", dont_inherit=True)
+        compiled: ast.Module | bytes = self.source
+        if may_import_siblings(self.source, self.finder.namespace):
+            # Parsed once, for inspect_source() too: a tree compiles in half the time.
+            compiled = ast.parse(self.source, filename)
+            self.finder.trees[self.path.stem] = compiled
+        code = compile(compiled, filename, "exec", dont_inherit=True)
         # Pin the text that runs so tracebacks show it even after the file changes
         # (linecache would otherwise read the *current* file). mtime None: never invalidated.
         lines = self.source.decode("utf-8", "replace").splitlines(True)
@@ -283,7 +344,8 @@ class _SealedFinder(importlib.abc.MetaPathFinder):
     def __init__(self, namespace: str, folder: CommandsDir, sources: dict[str, bytes]) -> None:
         self.namespace = namespace
         self.folder = folder
-        self.sources = sources  # stem -> the exact bytes executed, for hashing
+        self.sources = sources  # stem -> the exact bytes executed
+        self.trees: dict[str, ast.Module] = {}  # stem -> its syntax tree, if one was parsed
 
     def find_spec(
         self, fullname: str, path: object = None, target: object = None
@@ -294,10 +356,10 @@ class _SealedFinder(importlib.abc.MetaPathFinder):
         file = self.folder.file_for(name)
         if file is None:
             return None
-        source = file.read_bytes()
+        source = self.folder.read(file)
         self.sources[name] = source
         return importlib.util.spec_from_file_location(
-            fullname, file, loader=_CompileLoader(file, source)
+            fullname, file, loader=_CompileLoader(file, source, self)
         )
 
 
@@ -374,7 +436,7 @@ class Loader:
             module = sys.modules.get(f"{self.namespace}.{name}")
             if module is None:
                 continue  # failed; already reported
-            info = inspect_source(source, self.namespace)
+            info = inspect_source(source, self.namespace, finder.trees.pop(name, None))
             path = self.folder.path / f"{name}.py"
             shown = self.folder.display(path)
             errors += [LoadError(name, shown, line, msg) for line, msg in info.problems]
@@ -384,7 +446,7 @@ class Loader:
                 name=name,
                 path=path,
                 module=module,
-                sha256=hashlib.sha256(source).hexdigest(),
+                source=source,
                 imports=info.imports,
                 commands=specs if not name.startswith("_") else (),
                 listeners=_collect_listeners(module) if not name.startswith("_") else (),

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers import app_factory, edit, module, namespace_modules, say, write
+from helpers import app_factory, commands_dir, edit, module, namespace_modules, say, write
 
 import bot.loader
 from bot.app import App
@@ -86,6 +86,84 @@ def test_a_same_size_same_mtime_edit_is_never_served_from_a_stale_pyc(
     # and the loader wrote no bytecode: only our stale file is there, untouched
     assert os.listdir(pyc.parent) == [pyc.name]
     assert pyc.read_bytes() == stale
+
+
+# -- knowing a file is unchanged: content, or a stamp that can vouch for it ---------------
+
+
+def _reads(folder: CommandsDir, monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Record every read ``folder`` makes from now on."""
+    reads: list[Path] = []
+    real = folder.read
+
+    def counted(path: Path) -> bytes:
+        reads.append(path)
+        return real(path)
+
+    monkeypatch.setattr(folder, "read", counted)
+    return reads
+
+
+def test_a_file_read_long_after_its_last_change_is_checked_by_a_stat(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "a.py"
+    path.write_bytes(b"x = 1\n")
+    later = os.stat(path).st_ctime_ns + bot.loader.RACY_NS + 1
+    folder = CommandsDir(tmp_path, clock=lambda: later)
+    source = folder.read(path)
+    reads = _reads(folder, monkeypatch)
+
+    assert folder.holds(path, source)
+    assert folder.holds(path, source)
+    assert reads == []  # vouched for by the stamp: no read
+
+    before = os.stat(path)
+    path.write_bytes(b"x = 2\n")  # same size, mtime put back: only ctime tells
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert not folder.holds(path, source)
+    assert reads == [path]
+    assert not folder.holds(path, b"x = 1\n")
+
+
+def test_a_file_changed_just_before_it_was_read_is_compared_by_content(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two writes in one timestamp tick can leave the stamp as it was: a file whose last
+    # change is younger than RACY_NS at its read is never vouched for by its stamp.
+    path = tmp_path / "a.py"
+    path.write_bytes(b"x = 1\n")
+    folder = CommandsDir(tmp_path)  # the real clock: the file was changed just now
+    source = folder.read(path)
+    reads = _reads(folder, monkeypatch)
+    frozen = os.stat(path)
+    monkeypatch.setattr(bot.loader.os, "stat", lambda p, *a, **k: frozen)  # same stamp
+
+    assert folder.holds(path, source)
+    path.write_bytes(b"x = 2\n")
+    assert not folder.holds(path, source)
+    assert reads == [path, path]
+
+
+def test_reload_of_all_with_every_stamp_trusted_still_sees_a_same_size_edit(
+    make: Callable[..., App], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bot.loader, "RACY_NS", -(10**18))  # every file counts as old
+    old, new = command_module("a", reply='"one"'), command_module("a", reply='"two"')
+    assert len(old) == len(new)
+    app = make({"a.py": old, "b.py": command_module("b")})
+    assert app.load_all().ok
+    assert app.reload().reloaded == []
+
+    path = app.registry.modules["a"].path
+    before = os.stat(path)
+    edit(app, "a.py", new)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    report = app.reload()
+
+    assert report.reloaded == ["a"], report.errors
+    assert say(app, "!a") == ["two"]
+    assert app.reload().reloaded == []
 
 
 def test_loading_writes_no_pycache(
@@ -523,3 +601,26 @@ def test_every_nested_sibling_import_is_found(source: str) -> None:
     assert info.imports == {"_x"}
     nested = not source.startswith("x = 1")
     assert bool(info.problems) == nested, info.problems
+
+
+# -- the watcher starts after the first load ---------------------------------------------
+
+
+def test_saves_between_the_first_load_and_the_watcher_start_are_applied(
+    make: Callable[..., App],
+) -> None:
+    # run() loads, then starts the watcher on another thread (importing watchdog takes
+    # ~80 ms): a save in between raises no event the watcher could see.
+    app = make(
+        {"a.py": command_module("a", reply='"one"'), "b.py": command_module("b")}, watch=True
+    )
+    assert app.load_all().ok
+    edit(app, "a.py", command_module("a", reply='"two"'))
+    edit(app, "c.py", command_module("c"))
+    (commands_dir(app) / "b.py").unlink()
+
+    app.start_watching()
+
+    assert app.watching.is_set()
+    assert sorted(app.registry.modules) == ["a", "c"]
+    assert say(app, "!a") == ["two"]
