@@ -294,6 +294,26 @@ from nsx import _h
     assert info.problems == ()
 
 
+@pytest.mark.parametrize(
+    ("source", "found"),
+    [
+        (b"from . import _a\n", {"_a"}),
+        (b"from ._c import thing\n", {"_c"}),
+        (b"from \\\n    . import _a\n", {"_a"}),
+        (b"from\t.\t import _a\n", {"_a"}),
+        (b"import os; from . import _a\n", {"_a"}),
+        (b"from ns import _d\n", {"_d"}),
+        (b"import ns._f\n", {"_f"}),
+        (b"import os, ns._f\n", {"_f"}),
+        (b"import json\nimport nsx._g\n", set()),
+    ],
+)
+def test_each_sibling_import_alone_is_found(source: bytes, found: set[str]) -> None:
+    # inspect_source skips parsing a module that cannot import a sibling: that
+    # shortcut must let every spelling through.
+    assert inspect_source(source, "ns").imports == found
+
+
 def test_inspect_source_reports_every_misplaced_import_line() -> None:
     source = textwrap.dedent(
         """
