@@ -221,6 +221,7 @@ class App:
         )
         self._closed = False
         self.watching = threading.Event()  # set once the watchers run (tests wait for it)
+        self._collect_pending = False  # a gc.collect() is scheduled after a reload
         self._commands_watcher: DebouncedWatcher | None = None
         self._config_watcher: DebouncedWatcher | None = None
         self._unloaded_by_admin: set[str] = set()  # the watcher does not bring these back
@@ -565,10 +566,17 @@ class App:
         del retiring
         del old_registry, replaced, txn, new_versions, started
         # Functions and their module's globals form cycles: only the cyclic GC frees an
-        # old version. Collect just after the reply has gone out, not before it.
-        self.call_later(_COLLECT_AFTER, gc.collect)
+        # old version. Collect just after the reply has gone out, not before it; one
+        # collection for a run of reloads.
+        if not self._collect_pending:
+            self._collect_pending = True
+            self.call_later(_COLLECT_AFTER, self._collect)
         log.info("modules %s", report.summary())
         return report
+
+    def _collect(self) -> None:
+        self._collect_pending = False  # first: a reload from now on schedules its own
+        gc.collect()
 
     def _teardown(self, loaded: LoadedModule) -> None:
         """Stop a module version: its timers, then its ``teardown(bot)``; then forget it."""

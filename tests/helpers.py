@@ -77,7 +77,13 @@ def edit(app: App, filename: str, source: str) -> Path:
     return write(commands_dir(app) / filename, source)
 
 
-def make_app(tmp_path: Path, files: dict[str, str], **config_overrides: Any) -> App:
+def make_app(
+    tmp_path: Path,
+    files: dict[str, str],
+    *,
+    transport: Callable[..., Any] = NullTransport,
+    **config_overrides: Any,
+) -> App:
     """Write ``files`` (``{"dice.py": source}``) into ``tmp_path/commands`` and build an App.
 
     Nothing is loaded: call ``app.load_all()``. ``config_overrides`` replace
@@ -100,7 +106,7 @@ def make_app(tmp_path: Path, files: dict[str, str], **config_overrides: Any) -> 
     }
     raw.update(config_overrides)
     config = parse_config(yaml.safe_dump(raw), base_dir=tmp_path)
-    return App(config, namespace=f"cmds_{uuid.uuid4().hex[:8]}", transport=NullTransport)
+    return App(config, namespace=f"cmds_{uuid.uuid4().hex[:8]}", transport=transport)
 
 
 def close_app(app: App) -> None:

@@ -18,9 +18,12 @@ from pathlib import Path
 
 import pytest
 from helpers import (
+    NullTransport,
     Probe,
     app_factory,
+    close_app,
     edit,
+    make_app,
     module,
     namespace_modules,
     replies,
@@ -896,3 +899,60 @@ def test_admin_commands_are_logged_with_who_and_the_outcome(
     audit = [r.getMessage() for r in caplog.records if "admin command by" in r.getMessage()]
     assert len(audit) == 1
     assert "boss!" in audit[0] and "!reload" in audit[0] and "reload: nothing changed" in audit[0]
+
+
+# -- the collection that frees old versions ----------------------------------------------
+
+
+ECHO = """
+from bot.api import command
+
+@command
+def echo(ctx, args):
+    \"\"\"echo TEXT -- say TEXT back\"\"\"
+    return args
+"""
+
+
+class TimerTransport(NullTransport):
+    """A transport whose timers the test fires by hand."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        self.timers: list[Callable[[], None]] = []
+
+    def call_later(self, delay: float, fn: Callable[[], None]) -> None:
+        self.timers.append(fn)
+
+    def fire(self) -> None:
+        timers, self.timers = self.timers, []
+        for fn in timers:
+            fn()
+
+
+def test_a_run_of_reloads_schedules_one_collection_that_frees_every_old_version(
+    tmp_path: Path,
+) -> None:
+    transports: list[TimerTransport] = []
+
+    def transport(*args: object) -> TimerTransport:
+        transports.append(TimerTransport(*args))
+        return transports[-1]
+
+    app = make_app(tmp_path, {"echo.py": ECHO}, transport=transport)
+    try:
+        assert app.load_all().ok
+        (net,) = transports
+        net.fire()
+        old = [weakref.ref(module(app, "echo"))]
+        for _ in range(5):
+            assert app.reload(["echo"]).ok
+            old.append(weakref.ref(module(app, "echo")))
+        assert len(net.timers) == 1  # one collection for the five reloads
+
+        net.fire()
+        assert [r() is None for r in old] == [True] * 5 + [False]
+        assert app.reload(["echo"]).ok
+        assert len(net.timers) == 1  # and the next reload schedules its own
+    finally:
+        close_app(app)
