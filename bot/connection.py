@@ -52,6 +52,7 @@ WANTED_CAPS = {
     "extended-join",
 }
 WHOX_TOKEN = "42"  # marks replies to our own WHOX queries
+MAX_SLEEP = 0.5  # longest one wait of the loop in select(), whatever is (not) due
 MAX_LINE_BYTES = 16384  # 8191 bytes of tags + 512 of message, with room to spare
 
 
@@ -180,9 +181,10 @@ class WakeableReactor(irc.client.Reactor):
         with contextlib.suppress(BlockingIOError, OSError):  # a full pipe already means "wake up"
             self._wake_w.send(b"\0")
 
-    def call_soon(self, fn: Callable[[], None]) -> None:
+    def call_soon(self, fn: Callable[[], None], *, wake: bool = True) -> None:
         self._calls.put(fn)
-        self.wake()
+        if wake:
+            self.wake()
 
     @property
     def sockets(self) -> list[Any]:
@@ -200,7 +202,7 @@ class WakeableReactor(irc.client.Reactor):
             with contextlib.suppress(BlockingIOError, OSError):
                 while self._wake_r.recv(4096):
                     pass
-            self.run_calls()
+        self.run_calls()  # every pass: calls queued without a wake run too
         super().process_data([s for s in sockets if s is not self._wake_r])
 
     def run_calls(self) -> None:
@@ -273,7 +275,13 @@ class Connection:
 
     def call_later(self, delay: float, fn: Callable[[], None]) -> None:
         """Run ``fn`` on the connection thread after ``delay`` seconds; safe from any thread."""
-        self.call_soon(lambda: self.after(delay, fn))
+        entry = (time.monotonic() + delay, next(self._seq), fn)
+        # The loop never sleeps longer than MAX_SLEEP, so a timer due later than two
+        # sleeps from now is on its heap in time without waking the loop: a command's
+        # timeout check then costs the busy loop no extra wake-up per command.
+        self.reactor.call_soon(
+            lambda: heapq.heappush(self._timers, entry), wake=delay < 2 * MAX_SLEEP
+        )
 
     def stop(self, message: str = "Shutting down") -> None:
         """Ask the loop to send QUIT and return; safe from any thread or signal handler."""
@@ -327,7 +335,7 @@ class Connection:
         self.reactor.close()
 
     def _next_timeout(self) -> float:
-        timeout = 0.5
+        timeout = MAX_SLEEP
         if self._timers:
             timeout = min(timeout, max(0.0, self._timers[0][0] - time.monotonic()))
         if self.registered.is_set():

@@ -297,3 +297,37 @@ def test_tls_self_signed_is_accepted_with_tls_verify_false(
         assert session.handshake_error is None
         assert_alive(session, "over-tls")
         assert len(server.sessions) == 1
+
+
+# ------------------------------------------------------------- timers from other threads
+
+
+def test_a_far_timer_from_another_thread_fires_on_time_without_waking_the_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A command's timeout check is a timer set from a worker for every call: one due
+    later than two of the loop's longest sleeps must not wake the busy loop for it."""
+    from bot import connection as conn_module
+
+    with FakeServer() as server, running_app(tmp_path, server.port) as app:
+        server.wait_registered()
+        connection = app.connection
+        wakes: list[float] = []
+        real_wake = connection.reactor.wake
+        monkeypatch.setattr(
+            connection.reactor, "wake", lambda: (wakes.append(time.monotonic()), real_wake())
+        )
+        delay = 2 * conn_module.MAX_SLEEP + 0.1
+        fired: list[float] = []
+        set_at = time.monotonic()
+        app.call_later(delay, lambda: fired.append(time.monotonic()))
+        assert wakes == []
+        wait_until(lambda: fired, timeout=delay + 5, what="the far timer")
+        assert fired[0] - set_at >= delay
+        # a loop iteration late at most, and whatever the machine's load: not a timeout
+        assert fired[0] - set_at < delay + conn_module.MAX_SLEEP + 1.0
+
+        near: list[float] = []
+        app.call_later(0.0, lambda: near.append(time.monotonic()))
+        assert len(wakes) == 1  # a near one wakes the loop at once
+        wait_until(lambda: near, what="the near timer")
