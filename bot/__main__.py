@@ -1,7 +1,17 @@
-"""``python -m bot``: see bot.cli."""
+"""``python -m bot`` and the ``reloadbot`` script: see bot.cli."""
 
 import sys
 
-from bot.cli import main
 
-sys.exit(main())
+def run() -> int:
+    from bot.deferred import deferring
+
+    # Everything the CLI imports at start-up (the irc library above all) is imported
+    # with the modules it never uses deferred: see bot.deferred.
+    with deferring():
+        from bot.cli import main
+    return main()
+
+
+if __name__ == "__main__":
+    sys.exit(run())

@@ -7,7 +7,6 @@ the app decides what a change means for the running bot.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
@@ -157,6 +156,8 @@ def _mapping(key: str, value: Any, known: set[str]) -> dict[str, Any]:
 
 
 def _unknown(name: str, known: set[str]) -> str:
+    import difflib  # only for a typo in the config
+
     close = difflib.get_close_matches(name, sorted(known), n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return f"unknown key{hint}; known keys: {', '.join(sorted(known))}"

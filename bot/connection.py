@@ -27,7 +27,6 @@ import random
 import re
 import select
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -396,6 +395,8 @@ class Connection:
         # delayed ACK holds ~40 ms: measured as 40 ms between NICK/USER and the welcome.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if s.tls:
+            import ssl  # only with TLS: it loads OpenSSL (~4 MB resident)
+
             context = ssl.create_default_context()
             if not s.tls_verify:  # a self-signed test server; documented as unsafe
                 context.check_hostname = False
