@@ -62,9 +62,7 @@ def test_a_deferred_module_runs_on_first_use_and_is_then_an_ordinary_module(
     # what the import machinery, repr and inspect read does not execute it
     assert module.__name__ == full and module.__file__.endswith("heavy.py")
     assert hasattr(module, "__spec__") and full in repr(module)
-    assert inspect.getmodule(
-        test_a_deferred_module_runs_on_first_use_and_is_then_an_ordinary_module
-    )
+    assert inspect.getmodule(runs.__code__) is sys.modules[__name__]  # reads every __file__
     assert deferred_modules() == [full]
     assert runs(package) == []
 
