@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,12 +34,25 @@ from bot.ircd import Ngircd  # noqa: E402
 GROUPS = {"start": (["ours", "limnoria"], 9), "reload": (["ours", "sopel"], 3)}
 
 
+# What our start cannot do without: the interpreter and `import irc.client` (with the
+# start-up deferral of bot.deferred), timed from process start to exit.
+IRC_IMPORT = "from bot.deferred import deferring\nwith deferring():\n    import irc.client\n"
+
+
 def start_round(kind: peers.BotKind, server: Ngircd, observer: driver.User, args) -> dict:
     bot = run.BotProcess(kind, server)
     try:
         join = bot.start(observer)
         time.sleep(args.settle)  # idle time before RSS, as run.py
-        return {"start -> JOIN (ms)": [join * 1000], "idle RSS (MB)": [bot.rss_mb()]}
+        got = {"start -> JOIN (ms)": [join * 1000], "idle RSS (MB)": [bot.rss_mb()]}
+        if kind.name == "ours":
+            launch = bot.launch
+            t0 = time.monotonic()
+            subprocess.run(
+                [launch.argv[0], "-c", IRC_IMPORT], env=launch.env, cwd=launch.cwd, check=True
+            )
+            got["python + import irc.client (ms)"] = [(time.monotonic() - t0) * 1000]
+        return got
     finally:
         bot.cleanup()
 
@@ -111,7 +125,12 @@ def main(argv: list[str] | None = None) -> int:
                 ratios = [
                     f"{key} {driver.median(v) / driver.median(figures[name][key]):.2f} x"
                     for key, v in figures["ours"].items()
+                    if key in figures[name]
                 ]
+                if args.group == "start":
+                    floor = driver.median(figures["ours"]["python + import irc.client (ms)"])
+                    join = driver.median(figures[name]["start -> JOIN (ms)"])
+                    ratios.append(f"python + import irc.client alone {floor / join:.2f} x")
                 print(f"  ours / {name}: " + ", ".join(ratios))
     return 0
 

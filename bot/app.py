@@ -333,13 +333,16 @@ class App:
             current = self.registry.modules
             want = {n for n, m in current.items() if not m.is_helper}
             if not names:
-                if force:
-                    fresh = set(current)
-                else:
-                    holds = self.loader.folder.holds
-                    fresh = {n for n, m in current.items() if not holds(m.path, m.source)}
-                gone = {n for n in want if self.loader.folder.file_for(n) is None}
-                return self._apply(want - gone, fresh - gone)
+                folder = self.loader.folder
+                fresh, gone = set(), set()
+                for name, loaded in current.items():
+                    if not force and folder.holds(loaded.path, loaded.source):
+                        continue  # unchanged, so still there: one stat, no lookup
+                    if folder.file_for(name) is None and not loaded.is_helper:
+                        gone.add(name)  # a deleted helper is fresh: its importers fail
+                    else:
+                        fresh.add(name)
+                return self._apply(want - gone, fresh)
             missing = [n for n in names if n not in current]
             if missing:
                 return ReloadReport(errors=[f"not loaded: {', '.join(missing)} (use load NAME)"])

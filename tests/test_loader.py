@@ -644,3 +644,33 @@ def test_saves_between_the_first_load_and_the_watcher_start_are_applied(
     assert app.watching.is_set()
     assert sorted(app.registry.modules) == ["a", "c"]
     assert say(app, "!a") == ["two"]
+
+
+# -- files deleted before a !reload of all ------------------------------------------------
+
+
+def test_reload_of_all_unloads_a_module_whose_file_is_gone(make: Callable[..., App]) -> None:
+    app = make({"a.py": command_module("a"), "b.py": command_module("b")})
+    assert app.load_all().ok
+    (commands_dir(app) / "b.py").unlink()
+
+    report = app.reload()
+
+    assert report.ok and report.unloaded == ["b"], report.summary()
+    assert sorted(app.registry.modules) == ["a"]
+    assert say(app, "!b") == []
+
+
+def test_reload_of_all_with_a_used_helper_gone_fails_and_changes_nothing(
+    make: Callable[..., App],
+) -> None:
+    uses_helper = command_module("a", body="from . import _h", reply="_h.WORD")
+    app = make({"a.py": uses_helper, "_h.py": 'WORD = "from the helper"\n'})
+    assert app.load_all().ok
+    (commands_dir(app) / "_h.py").unlink()
+
+    report = app.reload()
+
+    assert not report.ok
+    assert "_h" in " ".join(report.errors), report.errors
+    assert say(app, "!a") == ["from the helper"]  # the old version keeps serving
