@@ -155,7 +155,7 @@ class CommandsDir:
         self.path = Path(path).resolve()
         self._clock = clock
         # path -> (stamp, bytes): the file had these bytes while it had this stamp.
-        self._known: dict[Path, tuple[_Stamp, bytes]] = {}
+        self._known: dict[str, tuple[_Stamp, bytes]] = {}
 
     def read(self, path: Path) -> bytes:
         """The file's bytes; remembers its stamp when the stamp can vouch for them later."""
@@ -164,9 +164,9 @@ class CommandsDir:
             st = os.fstat(file.fileno())
             data = file.read()
         if max(st.st_ctime_ns, st.st_mtime_ns) < now - RACY_NS:
-            self._known[path] = (_stamp(st), data)
+            self._known[os.fspath(path)] = (_stamp(st), data)
         else:
-            self._known.pop(path, None)
+            self._known.pop(os.fspath(path), None)
         return data
 
     def holds(self, path: Path, source: bytes) -> bool:
@@ -177,12 +177,13 @@ class CommandsDir:
         its full stamp (inode, size, mtime and ctime: any write or ``utime`` moves
         ctime), so ``!reload`` of all costs a ``stat`` per unchanged file, not a read.
         """
+        key = os.fspath(path)  # str keys: hashing a Path costs more than the stat
         try:
-            st = os.stat(path)
+            st = os.stat(key)
         except OSError:
-            self._known.pop(path, None)
+            self._known.pop(key, None)
             return False
-        known = self._known.get(path)
+        known = self._known.get(key)
         if known is not None and known[0] == _stamp(st) and known[1] == source:
             return True
         try:
@@ -660,24 +661,29 @@ def _duplicates(
     fresh: set[str],
 ) -> list[LoadError]:
     """Every command name or alias claimed twice; blamed on the module being (re)loaded."""
-    owners: dict[str, str | tuple[LoadedModule, int | None]] = dict(reserved)
+    owners: dict[str, str | tuple[LoadedModule, CommandSpec]] = dict(reserved)
     errors = []
     # Unchanged modules first, so a clash is reported at the file that introduced it.
     for name in sorted(modules, key=lambda n: (n in fresh, n)):
         loaded = modules[name]
         for spec in loaded.commands:
-            line = getattr(getattr(spec.func, "__code__", None), "co_firstlineno", None)
-            for alias in dict.fromkeys(spec.names):  # aliases=["x"] on x is no clash
-                owner = owners.setdefault(alias, (loaded, line))
-                if owner != (loaded, line):
-                    where = owner if isinstance(owner, str) else _where(folder, *owner)
-                    message = f"command name {alias!r} is already used by {where}"
-                    errors.append(LoadError(name, folder.display(loaded.path), line, message))
+            for alias in spec.names:
+                owner = owners.setdefault(alias, (loaded, spec))
+                if not isinstance(owner, str) and owner[1] is spec:
+                    continue  # its own name again (aliases=["x"] on x): no clash
+                where = owner if isinstance(owner, str) else _where(folder, *owner)
+                message = f"command name {alias!r} is already used by {where}"
+                line = _line(spec)
+                errors.append(LoadError(name, folder.display(loaded.path), line, message))
     return errors
 
 
-def _where(folder: CommandsDir, loaded: LoadedModule, line: int | None) -> str:
-    return f"{folder.display(loaded.path)}:{line}"
+def _line(spec: CommandSpec) -> int | None:
+    return getattr(getattr(spec.func, "__code__", None), "co_firstlineno", None)
+
+
+def _where(folder: CommandsDir, loaded: LoadedModule, spec: CommandSpec) -> str:
+    return f"{folder.display(loaded.path)}:{_line(spec)}"
 
 
 def _prune_helpers(modules: dict[str, LoadedModule], want: set[str]) -> dict[str, LoadedModule]:
