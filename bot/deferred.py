@@ -93,7 +93,7 @@ def _execute(module: types.ModuleType) -> None:
         pending.executing = threading.get_ident()
         try:
             spec.loader = module.__loader__ = pending.loader
-            pending.loader.exec_module(module)  # type: ignore[attr-defined]
+            pending.loader.exec_module(module)
         except BaseException:
             # as a failed import: the half-executed module leaves sys.modules
             if sys.modules.get(spec.name) is module:
