@@ -10,10 +10,10 @@ start ~6 MB of memory and ~20 ms (bench/focus.py start; docs/benchmarks.md).
 While ``deferring(names)`` is active (``python -m bot`` wraps its imports in it), a
 module in ``names`` that is imported for the first time gets a stand-in in
 ``sys.modules``: a module with its spec attributes set (``__name__``, ``__file__``,
-``__spec__``..., what the import machinery and ``inspect`` read) whose first other
-attribute access executes the real module: once, under a lock, for whichever
-thread asks first, while other threads wait for it to finish. After that it is an
-ordinary module. Only modules loaded from Python files are deferred; anything
+``__spec__``..., what the import machinery and ``inspect`` read) whose first use
+of any other attribute (read, set or delete) executes the real module: once,
+under a lock, for whichever thread asks first, while other threads wait for it
+to finish. After that it is an ordinary module. Only modules loaded from Python files are deferred; anything
 else, and any module imported after start-up, imports as usual.
 """
 
@@ -72,12 +72,23 @@ class _Pending:
 
 
 class DeferredModule(types.ModuleType):
-    """A module not executed yet; any attribute access but its spec's executes it."""
+    """A module not executed yet; using any attribute but its spec's executes it."""
 
     def __getattribute__(self, name: str) -> Any:
         if name not in _SPEC_ATTRS:
             _execute(self)
-        return object.__getattribute__(self, name)
+        # a module's own lookup, so a module-level __getattr__ (PEP 562) still works
+        return types.ModuleType.__getattribute__(self, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name not in _SPEC_ATTRS:
+            _execute(self)  # or the module's own code would overwrite the value later
+        types.ModuleType.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        if name not in _SPEC_ATTRS:
+            _execute(self)
+        types.ModuleType.__delattr__(self, name)
 
 
 def _execute(module: types.ModuleType) -> None:

@@ -73,6 +73,26 @@ def test_a_deferred_module_runs_on_first_use_and_is_then_an_ordinary_module(
     assert full not in deferred_modules()
 
 
+def test_the_first_use_may_be_a_name_the_module_makes_up_in_getattr(package: str) -> None:
+    full = module_file(package, "dynamic", "def __getattr__(name):\n    return name.upper()\n")
+    with deferring([full]):
+        __import__(full)
+    module = sys.modules[full]
+    assert module.anything == "ANYTHING"  # the very access that executes it (PEP 562)
+    assert module.more == "MORE"
+
+
+def test_setting_an_attribute_first_executes_it_first(package: str) -> None:
+    full = module_file(package, "patched", "X = 1\nY = 2\n")
+    with deferring([full]):
+        __import__(full)
+    module = sys.modules[full]
+    module.X = 5  # as a test's monkeypatch would, before anything read it
+    del module.Y
+    assert module.X == 5 and not hasattr(module, "Y")
+    assert runs(package) == [full]
+
+
 def test_only_named_modules_imported_inside_the_block_are_deferred(package: str) -> None:
     named = module_file(package, "named", "X = 1\n")
     other = module_file(package, "other", "X = 2\n")
