@@ -13,21 +13,25 @@ module in ``names`` that is imported for the first time gets a stand-in in
 ``__spec__``..., what the import machinery and ``inspect`` read) whose first use
 of any other attribute (read, set or delete) executes the real module: once,
 under a lock, for whichever thread asks first, while other threads wait for it
-to finish. After that it is an ordinary module. Only modules loaded from Python files are deferred; anything
-else, and any module imported after start-up, imports as usual.
+to finish. After that it is an ordinary module. Only modules loaded from Python
+files are deferred; anything else, and any module imported after start-up,
+imports as usual.
 """
 
 from __future__ import annotations
 
-import importlib.abc
+# Imported before the deferral starts, so kept to what the interpreter has loaded
+# already: importlib.abc, for one, would import importlib.resources and tempfile.
 import importlib.machinery
 import sys
 import threading
 import types
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from importlib.abc import Loader
 
 # Imported at start-up by irc.client's dependencies and never used by the bot. One
 # that turns out to be used at import time is simply executed then: no saving, no harm.
@@ -62,13 +66,13 @@ _SPEC_ATTRS = frozenset(
 )
 
 
-@dataclass
 class _Pending:
     """How to execute a deferred module, kept on its spec until that happens."""
 
-    loader: importlib.abc.Loader
-    lock: threading.RLock = field(default_factory=threading.RLock)
-    executing: int | None = None  # the thread executing it
+    def __init__(self, loader: Loader) -> None:
+        self.loader = loader
+        self.lock = threading.RLock()
+        self.executing: int | None = None  # the thread executing it
 
 
 class DeferredModule(types.ModuleType):
@@ -116,7 +120,7 @@ def _execute(module: types.ModuleType) -> None:
             spec.loader_state = None
 
 
-class _DeferringLoader(importlib.abc.Loader):
+class _DeferringLoader:  # the import system's loader protocol
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> None:
         return None  # the default module object, as a source file's loader makes
 
@@ -124,7 +128,7 @@ class _DeferringLoader(importlib.abc.Loader):
         module.__class__ = DeferredModule
 
 
-class _DeferringFinder(importlib.abc.MetaPathFinder):
+class _DeferringFinder:  # the import system's meta path finder protocol
     def __init__(self, names: frozenset[str]) -> None:
         self.names = names
 
@@ -149,7 +153,7 @@ class _DeferringFinder(importlib.abc.MetaPathFinder):
         if not isinstance(loader, source_loaders) or spec.loader_state is not None:
             return spec  # an extension or frozen module: imported as usual
         spec.loader_state = _Pending(loader)
-        spec.loader = _DeferringLoader()
+        spec.loader = _DeferringLoader()  # type: ignore[assignment]  # a Loader by protocol
         return spec
 
 
