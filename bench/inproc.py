@@ -75,6 +75,18 @@ class LocalTransport:
         return 83
 
 
+def local_app(config) -> tuple[App, LocalTransport]:
+    """An App on a LocalTransport, and that transport (to run its timers)."""
+    made: list[LocalTransport] = []
+
+    def transport(*args) -> LocalTransport:
+        made.append(LocalTransport(*args))
+        return made[-1]
+
+    app = App(config, transport=transport)
+    return app, made[0]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--reloads", type=int, default=10_000)
@@ -96,13 +108,7 @@ def main() -> int:
         "state_db: null\n",
         base_dir=home,
     )
-    transports: list[LocalTransport] = []
-
-    def transport(*args) -> LocalTransport:
-        transports.append(LocalTransport(*args))
-        return transports[-1]
-
-    app = App(config, transport=transport)
+    app, network = local_app(config)
     if hasattr(gc, "freeze") and "--no-freeze" not in sys.argv:
         # as bot.cli.run does since 44bdc12: start-up objects out of the collector's
         # reach; command modules load after this, so old versions stay collectable
@@ -117,7 +123,7 @@ def main() -> int:
         if not rep.ok:
             raise SystemExit(f"reload failed: {rep.summary()}")
         generations.add(app.registry.modules["benchmod"].module)
-        transports[0].run_due()
+        network.run_due()
 
     for _ in range(args.warmup):
         reload_once()

@@ -21,10 +21,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
-from inproc import LocalTransport  # noqa: E402
+from inproc import local_app  # noqa: E402
 
 import bot.loader  # noqa: E402
-from bot.app import App  # noqa: E402
 from bot.config import parse_config  # noqa: E402
 
 CONFIG = """\
@@ -48,13 +47,7 @@ def main() -> None:
         # A file changed less than RACY_NS before it is read is always compared by
         # content; deployed modules are older than that. (Absent before 2026-11-23.)
         time.sleep(getattr(bot.loader, "RACY_NS", 0) / 1e9 + 0.1)
-        transports: list[LocalTransport] = []
-
-        def transport(*args: object) -> LocalTransport:
-            transports.append(LocalTransport(*args))
-            return transports[-1]
-
-        app = App(parse_config(CONFIG, base_dir=base), transport=transport)
+        app, network = local_app(parse_config(CONFIG, base_dir=base))
         gc.freeze()
         try:
             report = app.load_all()
@@ -64,7 +57,7 @@ def main() -> None:
             start = time.perf_counter()
             for _ in range(runs):
                 app.reload(["echo"])
-                transports[0].run_due()  # the collection the bot runs 50 ms after a reload
+                network.run_due()  # the collection the bot runs 50 ms after a reload
             one = (time.perf_counter() - start) / runs * 1000
             dice = base / "commands" / "dice.py"
             text = dice.read_text()
@@ -72,7 +65,7 @@ def main() -> None:
             for i in range(runs // 3):
                 dice.write_text(f"{text}\n# edit {i}\n")
                 app.reload()
-                transports[0].run_due()
+                network.run_due()
             changed = (time.perf_counter() - start) / (runs // 3) * 1000
         finally:
             app.close()
