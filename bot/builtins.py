@@ -1,23 +1,45 @@
 """Built-in commands: help for everyone; module and config control for admins.
 
-They use the same Context as any command module, but close over the App, so
-they are not reloadable and their names are reserved.
+They use the same Context as any command module, but are not reloadable and
+their names are reserved. They reach the bot through one narrow protocol,
+``Admin``, so this file knows nothing of how the bot is built.
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import Protocol
 
 from bot.api import CommandError, CommandSpec, Context
+from bot.dispatch import Running
 from bot.loader import IDENTIFIER_HINT, is_module_name
+from bot.registry import Registry
 
-if TYPE_CHECKING:
-    from bot.app import App
+
+class Report(Protocol):
+    def summary(self) -> str: ...
+
+
+class Admin(Protocol):
+    """What the built-in commands may see and do."""
+
+    @property
+    def prefix(self) -> str: ...
+
+    @property
+    def registry(self) -> Registry: ...
+
+    def reload(self, names: Iterable[str] = (), *, force: bool = False) -> Report: ...
+    def load(self, name: str) -> Report: ...
+    def unload(self, name: str) -> Report: ...
+    def rehash(self) -> str: ...
+    def reconnect(self) -> None: ...
+    def running(self) -> list[Running]: ...
 
 
 class Builtins:
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: Admin) -> None:
         self.app = app
 
     def specs(self) -> tuple[CommandSpec, ...]:
@@ -33,7 +55,7 @@ class Builtins:
 
     @property
     def prefix(self) -> str:
-        return self.app.config.prefix
+        return self.app.prefix
 
     def help(self, ctx: Context, args: str) -> str:
         """help [COMMAND] -- list the commands, or show how to use one"""
@@ -79,7 +101,7 @@ class Builtins:
         if not lines:
             lines.append("no modules loaded")
         now = time.monotonic()
-        running = [r for r in self.app.dispatcher.running() if r.name != "modules"]
+        running = [r for r in self.app.running() if r.name != "modules"]
         if running:
             busy = ", ".join(f"{r.name} for {r.nick} ({now - r.started:.0f}s)" for r in running)
             lines.append(f"running: {busy}")

@@ -92,6 +92,7 @@ class Config:
     notify: tuple[str, ...] = ()
     rate_limit: RateLimit = field(default_factory=RateLimit)
     command_timeout: float = 10.0
+    reload_timeout: float = 30.0
     workers: int = 8
     sasl: SaslConfig | None = None
     command_rate: CommandRate = field(default_factory=CommandRate)
@@ -278,6 +279,7 @@ def _build(raw: dict[str, Any], base_dir: Path) -> Config:
         "notify": each("notify", _target),
         "rate_limit": _rate_limit(raw.get("rate_limit", {})),
         "command_timeout": _number("command_timeout", raw.get("command_timeout", 10), 0.1, 3600),
+        "reload_timeout": _number("reload_timeout", raw.get("reload_timeout", 30), 0.1, 3600),
         "workers": _int("workers", raw.get("workers", 8), 1, 256),
         "sasl": _sasl(raw.get("sasl")),
         "command_rate": _command_rate(raw.get("command_rate", {})),

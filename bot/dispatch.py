@@ -1,11 +1,15 @@
 """From a chat message to a command call on a worker thread, and its replies to the outbox.
 
-The firewall: nothing a command does (raise, return garbage, hang) escapes
-here. A ``CommandError`` is shown to the user as-is; any other exception gets
-the user one line naming the file:line, and the traceback goes to the log.
-Runs on the connection thread only long enough to look the command up; the
-command itself runs on the worker pool, so a slow command never stops the bot
-from answering PINGs or other users.
+The firewall: nothing a command does (raise anything, even ``SystemExit``,
+return garbage, hang) escapes here. A ``CommandError`` is shown to the user
+as-is; anything else gets the user one line naming the file:line, and the
+traceback goes to the log. Runs on the connection thread only long enough to
+look the command up; the command itself runs on the worker pool, so a slow
+command never stops the bot from answering PINGs or other users.
+
+Every call's timeout counts from the moment it is queued; one timer watches
+them all. Calls for a module that is being switched wait (``Live.held``) and
+run on its new version.
 """
 
 from __future__ import annotations
@@ -25,9 +29,9 @@ from typing import Any, Protocol
 from bot.api import CommandError, Event
 from bot.auth import is_admin
 from bot.config import Config
-from bot.loader import LoadedModule
+from bot.loader import LoadedModule, format_exception
 from bot.message import Message
-from bot.registry import Registry
+from bot.registry import Entry, Live
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +40,6 @@ class Host(Protocol):
     """What the dispatcher needs from the app (kept narrow so tests can fake it)."""
 
     config: Config
-    registry: Registry
-    swap_lock: threading.Lock
 
     @property
     def nick(self) -> str: ...
@@ -57,11 +59,16 @@ class CallContext:
     channel: str | None
     bot_nick: str
     is_admin: bool
-    state: MutableMapping[str, Any]
+    module: str
     log: logging.Logger
     reply_target: str
     _say: Callable[[str, str], None] = field(repr=False)
+    _state_for: Callable[[str], MutableMapping[str, Any]] = field(repr=False)
     replies: int = 0
+
+    @property
+    def state(self) -> MutableMapping[str, Any]:
+        return self._state_for(self.module)
 
     def reply(self, text: str) -> None:
         self.replies += 1
@@ -70,16 +77,23 @@ class CallContext:
 
 @dataclass
 class Running:
-    """A call in progress (command, listener or timer), for timeouts and ``!modules``."""
+    """A call queued or in progress (command, listener or timer), for timeouts and ``!modules``."""
 
     name: str
     nick: str
-    started: float
+    started: float  # when it was queued: its timeout counts from here
     user: str = ""  # user@host, for per-user limits that survive nick changes
     command: bool = True  # a user's command (not a listener or timer)
-    pooled: bool = True  # on the shared worker pool (not the built-ins' thread)
-    stuck: bool = False  # still running after command_timeout
+    pooled: bool = True  # on the shared worker pool (not the built-ins' threads)
+    timeout: float | None = None  # seconds from queueing; None: no limit
+    stuck: bool = False  # still running (or still queued) after its timeout
+    began: bool = False  # a worker has picked it up
     future: Future[None] | None = None
+    notify: Callable[[str], None] | None = field(default=None, repr=False)
+
+    @property
+    def deadline(self) -> float | None:
+        return None if self.timeout is None else self.started + self.timeout
 
 
 @dataclass
@@ -93,6 +107,7 @@ class Job:
     report_errors: bool = True  # commands tell the user; listeners and timers only log
     user: str = ""  # user@host of who asked
     audit: str | None = None  # for admin commands: who ran what, logged with the outcome
+    timeout: float | None = None  # None: the config's command_timeout
 
 
 class RateLimiter:
@@ -119,42 +134,84 @@ class RateLimiter:
 
 
 class Dispatcher:
-    #: Stuck calls (past ``command_timeout``) one user may have before their new
-    #: commands are refused, so one user's hanging commands cannot take every
-    #: worker. Quick commands are never refused for this: a burst just queues.
+    #: Stuck calls (past their timeout) one user may have, admins included, before
+    #: their new commands are refused, so one user's hanging commands cannot take
+    #: every worker. Quick commands are never refused for this: a burst just queues.
     max_stuck_per_user = 2
+    #: Calls waiting for a worker, per worker, before new ones are turned away.
+    max_queued_per_worker = 32
+    #: Threads for the built-in commands: one may wait on a reload, the others answer.
+    builtin_threads = 2
 
-    def __init__(self, host: Host, executor: ThreadPoolExecutor) -> None:
+    def __init__(self, host: Host, live: Live, executor: ThreadPoolExecutor) -> None:
         self.host = host
+        self.live = live
         self.executor = executor
-        # Built-ins (help, reload, modules...) get their own thread: an admin can
+        # Built-ins (help, reload, modules...) get their own threads: an admin can
         # still reload a fix while every worker is stuck in a hung command.
-        self.builtin_executor = ThreadPoolExecutor(1, thread_name_prefix="builtin")
+        self.builtin_executor = ThreadPoolExecutor(
+            self.builtin_threads, thread_name_prefix="builtin"
+        )
         self.limiter = RateLimiter()
         self._running: dict[int, Running] = {}
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
+        self._sweep_at: float | None = None  # when the timeout check is due next
+        self._dropped = 0  # calls turned away because the queue was full, since last logged
+
+    @property
+    def registry(self) -> Any:
+        return self.live.registry
+
+    # -- messages and events in ------------------------------------------------------
 
     def handle(self, message: Message) -> None:
         """Called for every PRIVMSG; returns at once."""
-        with self.host.swap_lock:
-            self._handle(message)
+        with self.live.lock:
+            admin = is_admin(message.source, self.host.config.admins)
+            self._listeners(message, admin, None)
+            self._command(message, admin, check_limits=True)
 
-    def _handle(self, message: Message) -> None:
-        registry = self.host.registry  # one snapshot for this whole message
-        config = self.host.config
-        admin = is_admin(message.source, config.admins)
-        for spec, module in registry.listeners():
+    def handle_event(self, event: Event) -> None:
+        """Joins, parts, quits, nick changes and kicks, for ``@on_event`` listeners."""
+        with self.live.lock:
+            self._event(event, None)
+
+    def run_timer(self, module: LoadedModule, func: Callable[[], object]) -> None:
+        ctx = self._context(module.name, "", None, False)
+        with self.live.lock:
+            if module.activity.retired:
+                return  # replaced since the timer fired
+            self.start(Job(_label(module, func), module, ctx, lambda ctx: func(), False))
+
+    # The three below run under ``live.lock``; ``only`` limits them to one module's
+    # listeners when they run again after a switch.
+
+    def _listeners(self, message: Message, admin: bool, only: str | None) -> None:
+        held = self.live.held
+        for spec, module in self.live.registry.listeners():
+            if only is not None and module.name != only:
+                continue
             match = spec.pattern.search(message.text) if spec.pattern else None
-            if match is not None:
-                ctx = self._context(module.name, message.source.nick, message.channel, admin)
-                call = _bind(spec.func, match)
-                self.start(Job(_label(module, spec.func), module, ctx, call, report_errors=False))
+            if match is None:
+                continue
+            if module.name in held:
+                if only is None:  # once per module: the retry runs all its listeners
+                    only_this = module.name
+                    self.live.wait_for_switch(
+                        lambda m=only_this: self._listeners(message, admin, m)  # type: ignore[misc]
+                    )
+                    held = held - {module.name}
+                continue
+            ctx = self._context(module.name, message.source.nick, message.channel, admin)
+            self.start(Job(_label(module, spec.func), module, ctx, _bind(spec.func, match), False))
 
+    def _command(self, message: Message, admin: bool, *, check_limits: bool) -> None:
+        config = self.host.config
         if not message.text.startswith(config.prefix):
             return
         name, _, args = message.text[len(config.prefix) :].partition(" ")
-        entry = registry.find(name) if name else None
+        entry = self.live.registry.find(name) if name else None
         if entry is None:
             return  # unknown commands get no reply: no noise in channels
         if entry.spec.admin and not admin:
@@ -162,29 +219,61 @@ class Dispatcher:
             text = f"{message.source.nick}: {config.prefix}{entry.spec.name} is for admins only"
             self.host.say(message.reply_target, text)
             return
-        if not admin and not self._within_limits(message, entry.spec.name):
+        pooled = entry.module is not None
+        if check_limits and not self._within_limits(message, entry.spec.name, admin, pooled):
             return
+        if entry.module is not None and entry.module.name in self.live.held:
+            # Its module is being switched: run it on the new version (limits are passed).
+            self.live.wait_for_switch(lambda: self._command(message, admin, check_limits=False))
+            return
+        self._start_command(message, entry, args, admin)
+
+    def _start_command(self, message: Message, entry: Entry, args: str, admin: bool) -> None:
+        config = self.host.config
         audit = f"{message.source.mask}: {message.text[:200]}" if entry.spec.admin else None
         module_name = entry.module.name if entry.module else "builtins"
         ctx = self._context(module_name, message.source.nick, message.channel, admin)
         call = _bind(entry.spec.func, args.strip())
-        job = Job(entry.spec.name, entry.module, ctx, call, user=_user_key(message), audit=audit)
+        # Built-in admin work (a reload) has its own deadline: reload_timeout.
+        timeout = None
+        if entry.module is None and entry.spec.admin:
+            timeout = max(config.command_timeout, config.reload_timeout + config.command_timeout)
+        job = Job(
+            entry.spec.name, entry.module, ctx, call, True, _user_key(message), audit, timeout
+        )
         self.start(job)
 
-    def _within_limits(self, message: Message, name: str) -> bool:
-        """Per-user and per-channel command rates, and room left by stuck calls."""
+    def _event(self, event: Event, only: str | None) -> None:
+        held = self.live.held
+        for spec, module in self.live.registry.listeners():
+            if event.kind not in spec.events or (only is not None and module.name != only):
+                continue
+            if module.name in held:
+                if only is None:
+                    self.live.wait_for_switch(lambda m=module.name: self._event(event, m))  # type: ignore[misc]
+                    held = held - {module.name}
+                continue
+            ctx = self._context(module.name, event.nick, event.channel, False)
+            self.start(Job(_label(module, spec.func), module, ctx, _bind(spec.func, event), False))
+
+    def _within_limits(self, message: Message, name: str, admin: bool, pooled: bool) -> bool:
+        """Per-user and per-channel command rates (not for admins), and for a command on
+        the worker pool, room left by stuck calls and the queue (admins too)."""
         rate = self.host.config.command_rate
         source = message.source
         user = _user_key(message)
-        if not self.limiter.allow(f"user:{user}", rate.per_user, rate.window):
-            log.warning("rate limit: dropped %s from %s", name, source.mask)
-            return False
-        channel = message.channel
-        if channel and not self.limiter.allow(
-            f"chan:{channel.lower()}", rate.per_channel, rate.window
-        ):
-            log.warning("rate limit: dropped %s in %s", name, channel)
-            return False
+        if not admin:
+            if not self.limiter.allow(f"user:{user}", rate.per_user, rate.window):
+                log.warning("rate limit: dropped %s from %s", name, source.mask)
+                return False
+            channel = message.channel
+            if channel and not self.limiter.allow(
+                f"chan:{channel.lower()}", rate.per_channel, rate.window
+            ):
+                log.warning("rate limit: dropped %s in %s", name, channel)
+                return False
+        if not pooled:
+            return True  # the built-ins have threads of their own
         with self._lock:
             stuck = [r for r in self._running.values() if r.stuck and r.pooled]
         if sum(1 for r in stuck if r.user == user) >= self.max_stuck_per_user:
@@ -192,26 +281,15 @@ class Dispatcher:
                 message.reply_target, f"{source.nick}: still busy with your last commands"
             )
             return False
-        if len(stuck) >= self.executor._max_workers:  # a new call would wait for a hung one
+        workers = self.executor._max_workers
+        if len(stuck) >= workers or self._queued() >= workers * self.max_queued_per_worker:
             self.host.say(message.reply_target, f"{source.nick}: busy, try again in a moment")
             return False
         return True
 
-    def handle_event(self, event: Event) -> None:
-        """Joins, parts, quits, nick changes and kicks, for ``@on_event`` listeners."""
-        with self.host.swap_lock:
-            for spec, module in self.host.registry.listeners():
-                if event.kind in spec.events:
-                    ctx = self._context(module.name, event.nick, event.channel, False)
-                    call = _bind(spec.func, event)
-                    self.start(Job(_label(module, spec.func), module, ctx, call, False))
-
-    def run_timer(self, module: LoadedModule, func: Callable[[], object]) -> None:
-        ctx = self._context(module.name, "", None, False)
-        with self.host.swap_lock:
-            if module.activity.retired:
-                return  # replaced since the timer fired
-            self.start(Job(_label(module, func), module, ctx, lambda ctx: func(), False))
+    def _queued(self) -> int:
+        with self._lock:
+            return sum(1 for r in self._running.values() if r.pooled and not r.began)
 
     def _context(self, module: str, nick: str, channel: str | None, admin: bool) -> CallContext:
         return CallContext(
@@ -219,34 +297,56 @@ class Dispatcher:
             channel=channel,
             bot_nick=self.host.nick,
             is_admin=admin,
-            state=self.host.state_for(module),
+            module=module,
             log=logging.getLogger(f"commands.{module}"),
             reply_target=channel or nick,
             _say=self.host.say,
+            _state_for=self.host.state_for,
         )
 
+    # -- running calls -----------------------------------------------------------------
+
     def start(self, job: Job) -> None:
-        """Run ``job`` on the worker pool; its module version stays alive until it ends."""
-        if job.module is not None:
-            job.module.activity.enter()  # the old version's teardown waits for this call
-        call_id = next(self._ids)
+        """Queue ``job`` on the worker pool; its module version counts it until it ends."""
         pooled = job.module is not None
+        if pooled and not job.report_errors and self._queued() >= self._queue_limit():
+            self._dropped += 1  # a listener or timer while every worker is busy
+            if self._dropped == 1 or self._dropped % 1000 == 0:
+                log.warning("workers busy: dropped %d listener/timer call(s)", self._dropped)
+            return
+        if job.module is not None:
+            job.module.activity.enter()  # a switch of this module waits for this call
+        call_id = next(self._ids)
+        timeout = job.timeout if job.timeout is not None else self.host.config.command_timeout
         running = Running(
-            job.name, job.ctx.nick, time.monotonic(), job.user, job.report_errors, pooled
+            job.name,
+            job.ctx.nick,
+            time.monotonic(),
+            job.user,
+            job.report_errors,
+            pooled,
+            timeout,
+            notify=job.ctx.reply if job.report_errors else None,
         )
         with self._lock:
             self._running[call_id] = running
+            self._arm(running)
         executor = self.executor if pooled else self.builtin_executor
         try:
-            running.future = executor.submit(self._run, call_id, job)
+            running.future = executor.submit(self._run, call_id, running, job)
         except RuntimeError:  # executor shut down: we are stopping
             self._done(call_id, job.module)
 
-    def _run(self, call_id: int, job: Job) -> None:
+    def _queue_limit(self) -> int:
+        return self.executor._max_workers * self.max_queued_per_worker
+
+    def _run(self, call_id: int, running: Running, job: Job) -> None:
+        running.began = True
+        if running.stuck:  # timed out while it waited for a worker; the user was told
+            log.warning("%s for %s not run: it waited past its timeout", job.name, running.nick)
+            self._done(call_id, job.module)
+            return
         ctx = job.ctx
-        if job.report_errors:  # timed from the start of the call, not from queueing
-            timeout = self.host.config.command_timeout
-            self.host.call_later(timeout, lambda: self._check_timeout(call_id, ctx, timeout))
         outcome = "failed"
         said: list[str] = []
         try:
@@ -257,13 +357,19 @@ class Dispatcher:
         except CommandError as exc:
             outcome = f"refused: {exc}"
             ctx.reply(str(exc) or f"{job.name}: invalid arguments (see help {job.name})")
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit from argparse, KeyboardInterrupt...: all caught
             folder = job.module.path.parent if job.module else None
             where = _where(exc, folder)
-            trace = "".join(traceback.format_exception(exc))
-            log.error("%s (%s) failed for %s:\n%s", job.name, where, ctx.nick or "-", trace)
+            log.error(
+                "%s (%s) failed for %s:\n%s",
+                job.name,
+                where,
+                ctx.nick or "-",
+                format_exception(exc),
+            )
             if job.report_errors:
-                detail = f": {str(exc).splitlines()[0][:200]}" if str(exc).strip() else ""
+                text = _first_line(exc)
+                detail = f": {text}" if text else ""
                 ctx.reply(f"{job.name} failed: {type(exc).__name__}{detail} ({where})")
         finally:
             if job.audit:
@@ -276,17 +382,58 @@ class Dispatcher:
         if module is not None:
             module.activity.exit()
 
-    def _check_timeout(self, call_id: int, ctx: CallContext, timeout: float) -> None:
+    # -- timeouts: one timer for all calls ----------------------------------------------
+
+    def _arm(self, running: Running, now: float | None = None) -> None:
+        """Have the timeout check run at ``running``'s deadline (``_lock`` held).
+
+        ``now``: the deadline the firing check was armed for, when it re-arms. The
+        delay is then measured from that moment on the transport's clock, which
+        keeps a fake clock (the test plugin's) and real deadlines in step.
+        """
+        deadline = running.deadline
+        if deadline is None or not running.command:
+            return
+        if self._sweep_at is not None and self._sweep_at <= deadline:
+            return
+        self._sweep_at = deadline
+        delay = deadline - (time.monotonic() if now is None else now)
+        self.host.call_later(max(0.0, delay), lambda: self._sweep(deadline))
+
+    def _sweep(self, armed: float) -> None:
+        """Tell the users of calls past their timeout, once each; re-arm for the next."""
         with self._lock:
-            running = self._running.get(call_id)
-        if running is not None:
-            running.stuck = True
-            log.warning("%s for %s still running after %.0f s", running.name, running.nick, timeout)
-            ctx.reply(f"{running.name}: timed out after {timeout:g} s")
+            if self._sweep_at is not None and self._sweep_at < armed:
+                return  # an earlier check was armed since; it re-arms for this deadline
+            self._sweep_at = None
+            due = []
+            for running in self._running.values():
+                deadline = running.deadline
+                if running.stuck or deadline is None or not running.command:
+                    continue
+                if deadline <= armed + _SAME_MOMENT:
+                    running.stuck = True
+                    due.append(running)
+                else:
+                    self._arm(running, now=armed)
+        for running in due:
+            log.warning(
+                "%s for %s still %s after %.0f s",
+                running.name,
+                running.nick,
+                "running" if running.began else "waiting for a worker",
+                running.timeout,
+            )
+            if running.notify is not None:
+                running.notify(f"{running.name}: timed out after {running.timeout:g} s")
 
     def running(self) -> list[Running]:
         with self._lock:
             return list(self._running.values())
+
+
+# Deadlines this close to the one a check was armed for are due with it.
+_SAME_MOMENT = 0.01
 
 
 def _user_key(message: Message) -> str:
@@ -310,6 +457,14 @@ def _lines(result: Any) -> Iterable[str]:
     if isinstance(result, bytes):
         return (result.decode("utf-8", "replace"),)
     return (str(item) for item in result)
+
+
+def _first_line(exc: BaseException) -> str:
+    try:
+        text = str(exc).strip()
+    except Exception:
+        return "(its message could not be shown)"
+    return text.splitlines()[0][:200] if text else ""
 
 
 def _where(exc: BaseException, folder: Path | None) -> str:

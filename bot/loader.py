@@ -1,26 +1,30 @@
-"""Loads command modules by file path into fresh module objects, all or nothing.
+"""Loads command modules by file path into fresh module objects: the mechanism of a reload.
 
-Owns the traps of reloading Python code:
+Owns the traps of loading Python code, never the decisions (which modules to
+load, keep or reload, and when, are ``bot.reloader``'s):
 
+* the folder: which files are loadable, which are skipped and why; only files
+  directly inside it are ever read;
 * every load executes a *fresh* module object compiled from the bytes on disk
   (never ``importlib.reload``, never a ``.pyc``), so nothing deleted from a file
   survives and no stale bytecode is ever used;
 * modules live in ``sys.modules`` under ``<namespace>.<stem>`` (never a bare name,
-  so ``commands/json.py`` cannot shadow the standard library), resolved only by a
-  finder sealed to the commands folder;
-* helpers (``_name.py``) are found through a static import graph, so changing a
-  helper re-executes every module that imports it;
-* a transaction either commits a complete new set of modules or restores
-  ``sys.modules`` exactly as it was, and errors are plain text with file:line
-  (a kept exception would pin the failed generation in memory).
+  so ``commands/json.py`` cannot shadow the standard library); a module's sibling
+  imports are read from its source, and a transaction executes helpers before the
+  modules that import them, so a module body finds its helpers already loaded;
+* a transaction either commits a complete new set of modules or puts
+  ``sys.modules``, the package's attributes and linecache back exactly as they
+  were, whatever was raised; errors are plain text with file:line (a kept
+  exception would pin the failed generation in memory).
 
-It never touches the live registry: the app swaps registries after ``commit()``.
+Module code (a file's body, and reading the marks off its globals) runs through
+the ``run`` callable a transaction is given, so the caller can bound it.
 """
 
 from __future__ import annotations
 
 import ast
-import importlib
+import functools
 import importlib.abc
 import importlib.machinery
 import importlib.util
@@ -42,6 +46,8 @@ from bot.api import CommandSpec, ListenerSpec, command_spec, listener_specs
 
 IDENTIFIER_HINT = "module names are file stems made of letters, digits and '_', like 'dice'"
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True)
 class LoadError:
@@ -61,10 +67,11 @@ class LoadError:
 
 
 class LoadFailed(Exception):
-    """A transaction could not be built; nothing changed."""
+    """A transaction could not be built; ``ran`` names the files whose code ran anyway."""
 
-    def __init__(self, errors: list[LoadError]) -> None:
+    def __init__(self, errors: list[LoadError], ran: Iterable[str] = ()) -> None:
         self.errors = errors
+        self.ran = tuple(ran)
         super().__init__("; ".join(str(e) for e in errors))
 
 
@@ -87,46 +94,31 @@ class LoadedModule:
 
 
 class Activity:
-    """Counts calls running in one module version so its teardown waits for them."""
+    """Counts the calls running in one module version, so a reload can wait for them."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._idle = threading.Condition(threading.Lock())
         self._running = 0
-        self._on_idle: list[Callable[[], None]] = []
-        self.retired = False
+        self.retired = False  # replaced: its timers no longer start calls
 
     def enter(self) -> None:
-        with self._lock:
+        with self._idle:
             self._running += 1
 
     def exit(self) -> None:
-        with self._lock:
+        with self._idle:
             self._running -= 1
-            callbacks = self._take_callbacks()
-        _run_all(callbacks)
+            if not self._running:
+                self._idle.notify_all()
 
-    def retire(self, callback: Callable[[], None]) -> None:
-        """Run ``callback`` now if idle, else when the last running call exits."""
-        with self._lock:
-            self.retired = True
-            self._on_idle.append(callback)
-            callbacks = self._take_callbacks()
-        _run_all(callbacks)
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no call runs (True), or ``timeout`` s (False)."""
+        with self._idle:
+            return self._idle.wait_for(lambda: not self._running, max(0.0, timeout))
 
     @property
     def running(self) -> int:
         return self._running
-
-    def _take_callbacks(self) -> list[Callable[[], None]]:
-        if self._running or not self.retired:
-            return []
-        callbacks, self._on_idle = self._on_idle, []
-        return callbacks
-
-
-def _run_all(callbacks: list[Callable[[], None]]) -> None:
-    for callback in callbacks:
-        callback()
 
 
 # -- reading files -------------------------------------------------------------
@@ -146,6 +138,17 @@ RACY_NS = 2_000_000_000
 
 def _stamp(st: os.stat_result) -> _Stamp:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file or folder in the commands folder that is not loaded, and why."""
+
+    file: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: not loaded: {self.reason}"
 
 
 class CommandsDir:
@@ -214,13 +217,54 @@ class CommandsDir:
 
     def scan(self) -> dict[str, Path]:
         """Every loadable module in the folder: ``stem -> path``."""
-        found = {}
-        if self.path.is_dir():
-            for entry in sorted(self.path.glob("*.py")):
-                path = self.file_for(entry.stem)
+        return self.scan_all()[0]
+
+    def scan_all(self) -> tuple[dict[str, Path], list[Skipped]]:
+        """Every loadable module (``stem -> path``), and what is skipped, with why.
+
+        Files that are not ``.py`` are not ours to judge, and ``__pycache__`` and
+        hidden entries are nobody's concern; anything else that cannot load is named.
+        """
+        found: dict[str, Path] = {}
+        skipped: list[Skipped] = []
+        try:
+            entries = sorted(os.scandir(self.path), key=lambda e: e.name)
+        except OSError:
+            return found, skipped
+        folder = self.path.name
+        for entry in entries:
+            name = entry.name
+            if name.startswith(".") or name == "__pycache__":
+                continue
+            if entry.is_dir():
+                helper = "_" + re.sub(r"\W", "_", name.removesuffix(".py")).lstrip("_")
+                skipped.append(
+                    Skipped(
+                        f"{folder}/{name}/",
+                        "a folder, and packages are not supported: put shared code in"
+                        f" a helper file such as {folder}/{helper}.py",
+                    )
+                )
+            elif name.endswith(".py"):
+                stem = name[:-3]
+                path = self.file_for(stem)
                 if path is not None:
-                    found[entry.stem] = path
-        return found
+                    found[stem] = path
+                else:
+                    skipped.append(Skipped(f"{folder}/{name}", self._why_not(stem)))
+        return found, skipped
+
+    def _why_not(self, stem: str) -> str:
+        if not is_module_name(stem):
+            fixed = re.sub(r"\W", "_", stem.encode("ascii", "replace").decode()).strip("_")
+            rename = f" (rename it to {fixed}.py)" if is_module_name(fixed) else ""
+            return IDENTIFIER_HINT + rename
+        candidate = self.path / f"{stem}.py"
+        if candidate.is_symlink():
+            if not candidate.exists():
+                return "a symlink to nothing"
+            return f"a symlink to a file outside {self.path.name}/"
+        return "not a regular file"
 
     def display(self, path: Path) -> str:
         """A short name for messages: ``commands/dice.py``."""
@@ -310,171 +354,167 @@ def inspect_source(source: bytes, namespace: str, tree: ast.Module | None = None
     return SourceInfo(frozenset(imports), tuple(problems))
 
 
+# -- sources --------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class SourceFile:
+    """One file read for a transaction: its bytes, its sibling imports, its code."""
+
+    name: str
+    path: Path
+    data: bytes
+    imports: frozenset[str]
+    problems: tuple[tuple[int, str], ...]
+    tree: ast.Module | None = None  # parsed to find the imports; compiles faster than bytes
+    code: types.CodeType | None = None
+
+    def compile(self) -> types.CodeType:
+        if self.code is None:
+            compiled: ast.Module | bytes = self.tree if self.tree is not None else self.data
+            self.code = compile(compiled, str(self.path), "exec", dont_inherit=True)
+            self.tree = None
+        return self.code
+
+
 # -- the import machinery ------------------------------------------------------
 
 
 class _CompileLoader(importlib.abc.Loader):
-    """Compiles the bytes on disk on every load; never reads or writes ``__pycache__``."""
+    """Executes a file's compiled bytes; never reads or writes ``__pycache__``.
 
-    def __init__(self, path: Path, source: bytes, finder: _SealedFinder) -> None:
-        self.path = path
-        self.source = source
-        self.finder = finder
+    Each module version keeps its loader (``module.__loader__``), so its text stays
+    known for tracebacks of calls that still run on it after the file changed.
+    """
+
+    def __init__(self, source: SourceFile, txn: Transaction) -> None:
+        self.filename = str(source.path)
+        self.source = source.data
+        self._file: SourceFile | None = source
+        self._txn: Transaction | None = txn
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> None:
         return None
 
     def exec_module(self, module: types.ModuleType) -> None:
-        filename = str(self.path)
-        compiled: ast.Module | bytes = self.source
-        if may_import_siblings(self.source, self.finder.namespace):
-            # Parsed once, for inspect_source() too: a tree compiles in half the time.
-            compiled = ast.parse(self.source, filename)
-            self.finder.trees[self.path.stem] = compiled
-        code = compile(compiled, filename, "exec", dont_inherit=True)
+        source, txn = self._file, self._txn
+        assert source is not None and txn is not None, "a module version executes once"
+        self._file = self._txn = None
+        code = source.compile()
         # Pin the text that runs so tracebacks show it even after the file changes
         # (linecache would otherwise read the *current* file). mtime None: never invalidated.
         lines = self.source.decode("utf-8", "replace").splitlines(True)
-        linecache.cache[filename] = (len(self.source), None, lines, filename)
+        linecache.cache[self.filename] = (len(self.source), None, lines, self.filename)
+        txn.started(source, module)
         exec(code, module.__dict__)
+
+    def line(self, lineno: int) -> str | None:
+        """Line ``lineno`` of the text this version ran."""
+        lines = self.source.decode("utf-8", "replace").splitlines()
+        return lines[lineno - 1] if 0 < lineno <= len(lines) else None
 
 
 class _SealedFinder(importlib.abc.MetaPathFinder):
-    """Resolves ``<namespace>.<stem>`` to a file in the commands folder, and nothing else."""
+    """Resolves ``<namespace>.<stem>`` to a file in the commands folder, and nothing else.
 
-    def __init__(self, namespace: str, folder: CommandsDir, sources: dict[str, bytes]) -> None:
-        self.namespace = namespace
-        self.folder = folder
-        self.sources = sources  # stem -> the exact bytes executed
-        self.trees: dict[str, ast.Module] = {}  # stem -> its syntax tree, if one was parsed
+    A transaction executes the modules it knows of itself; this finder serves the
+    imports it could not foresee: an import cycle, or ``importlib.import_module``.
+    """
+
+    def __init__(self, txn: Transaction, prepared: dict[str, SourceFile]) -> None:
+        self.txn = txn
+        self.prepared = prepared
 
     def find_spec(
         self, fullname: str, path: object = None, target: object = None
     ) -> importlib.machinery.ModuleSpec | None:
         package, _, name = fullname.rpartition(".")
-        if package != self.namespace:
+        loader = self.txn.loader
+        if package != loader.namespace:
             return None
-        file = self.folder.file_for(name)
-        if file is None:
+        source = self.prepared.get(name) or loader.source(name)
+        if source is None:
+            folder = loader.folder
+            if (folder.path / name).is_dir():
+                raise ImportError(
+                    f"{folder.path.name}/{name}/ is a folder, and packages are not supported:"
+                    f" put the code in a helper file such as {folder.path.name}/_{name}.py",
+                    name=fullname,
+                )
             return None
-        source = self.folder.read(file)
-        self.sources[name] = source
         return importlib.util.spec_from_file_location(
-            fullname, file, loader=_CompileLoader(file, source, self)
+            fullname, source.path, loader=_CompileLoader(source, self.txn)
         )
+
+
+def format_exception(exc: BaseException) -> str:
+    """``traceback.format_exception``, showing each command module's lines as they ran.
+
+    linecache knows one text per file name: the version now loaded. A call that
+    started on an older version shows that version's text here.
+    """
+    formatted = traceback.TracebackException.from_exception(exc, lookup_lines=False)
+    _version_lines(formatted, exc, set())
+    return "".join(formatted.format())
+
+
+def _version_lines(
+    formatted: traceback.TracebackException | None, exc: BaseException | None, seen: set[int]
+) -> None:
+    if formatted is None or exc is None or id(exc) in seen:
+        return
+    seen.add(id(exc))
+    frames = traceback.walk_tb(exc.__traceback__)
+    for summary, (frame, lineno) in zip(formatted.stack, frames, strict=False):
+        loader = frame.f_globals.get("__loader__")
+        if isinstance(loader, _CompileLoader) and loader.filename == summary.filename:
+            line = loader.line(lineno)
+            if line is not None:
+                summary._line = line  # type: ignore[attr-defined]
+    _version_lines(formatted.__cause__, exc.__cause__, seen)
+    _version_lines(formatted.__context__, exc.__context__, seen)
 
 
 # -- transactions --------------------------------------------------------------
 
 
+def _direct(label: str, fn: Callable[[], T]) -> T:
+    return fn()
+
+
+Run = Callable[[str, Callable[[], Any]], Any]
+
+
 class Loader:
-    """Builds new module sets for one commands folder under one ``sys.modules`` namespace."""
+    """Reads one commands folder and builds new module sets under one namespace."""
 
     def __init__(self, folder: Path, namespace: str = "commands") -> None:
         self.folder = CommandsDir(folder)
         self.namespace = namespace
-        self._lock = threading.Lock()
 
-    def prepare(
-        self,
-        current: Mapping[str, LoadedModule],
-        want: Iterable[str],
-        fresh: Iterable[str],
-        reserved: Mapping[str, str] | None = None,
-    ) -> Transaction:
-        """Execute a new module set; the caller must ``commit()`` or ``rollback()`` it.
-
-        ``want`` are the command modules that should be loaded afterwards;
-        ``fresh`` are modules (commands or helpers) to execute again from disk.
-        Modules that import a fresh one, directly or not, are executed again too.
-        Every other wanted module keeps its current object. ``reserved`` maps
-        command names that are taken already (built-ins) to who owns them.
-        Raises LoadFailed, with ``sys.modules`` untouched, if anything fails.
-        """
-        self._lock.acquire()  # released exactly once, by the transaction's commit() / rollback()
-        txn = Transaction(self, current)
+    def source(self, name: str) -> SourceFile | None:
+        """Read and inspect the file of module ``name``; None if there is no such file."""
+        path = self.folder.file_for(name)
+        if path is None:
+            return None
         try:
-            self._prepare(txn, set(want), set(fresh), dict(reserved or {}))
-        except BaseException:
-            txn.rollback()  # restores sys.modules if anything was taken out; releases the lock
-            raise
-        return txn
+            data = self.folder.read(path)
+        except OSError:
+            return None
+        tree = None
+        if may_import_siblings(data, self.namespace):
+            try:
+                tree = ast.parse(data, str(path))
+            except (SyntaxError, ValueError):
+                tree = None  # compile() reports it with file:line
+        info = inspect_source(data, self.namespace, tree) if tree else SourceInfo(frozenset(), ())
+        return SourceFile(name, path, data, info.imports, info.problems, tree)
 
-    def _prepare(
-        self,
-        txn: Transaction,
-        want: set[str],
-        fresh: set[str],
-        reserved: dict[str, str],
-    ) -> None:
-        current = txn.current
-        execute = self._closure(current, want, fresh)
-        # Only what runs is read from disk; a kept module keeps its loaded version.
-        errors = [
-            LoadError(name, f"{self.folder.path.name}/{name}.py", None, "no such file")
-            for name in sorted(want & execute)
-            if self.folder.file_for(name) is None
-        ]
-        if errors:
-            raise LoadFailed(errors)
+    def transaction(self, current: Mapping[str, LoadedModule]) -> Transaction:
+        """A new module set built from ``current``: ``with loader.transaction(c) as t:``."""
+        return Transaction(self, current)
 
-        keep = {n: m for n, m in current.items() if n not in execute}
-        sources: dict[str, bytes] = {}
-        finder = _SealedFinder(self.namespace, self.folder, sources)
-        txn.begin(execute)
-        sys.meta_path.insert(0, finder)
-        try:
-            for name in sorted(n for n in want if n in execute):
-                try:
-                    importlib.import_module(f"{self.namespace}.{name}")
-                except (Exception, SystemExit) as exc:  # a module may even call sys.exit()
-                    errors.append(self._describe(name, exc, at_import=True))
-        finally:
-            sys.meta_path.remove(finder)
-
-        modules = dict(keep)
-        for name, source in sources.items():
-            module = sys.modules.get(f"{self.namespace}.{name}")
-            if module is None:
-                continue  # failed; already reported
-            info = inspect_source(source, self.namespace, finder.trees.pop(name, None))
-            path = self.folder.path / f"{name}.py"
-            shown = self.folder.display(path)
-            errors += [LoadError(name, shown, line, msg) for line, msg in info.problems]
-            specs, problems = _collect_commands(module, name)
-            errors += [LoadError(name, shown, line, msg) for line, msg in problems]
-            modules[name] = LoadedModule(
-                name=name,
-                path=path,
-                module=module,
-                source=source,
-                imports=info.imports,
-                commands=specs if not name.startswith("_") else (),
-                listeners=_collect_listeners(module) if not name.startswith("_") else (),
-            )
-        modules = {n: m for n, m in modules.items() if n in want or n.startswith("_")}
-        errors += _duplicates(modules, reserved, self.folder, execute)
-        if errors:
-            # A broken helper fails once per importer: report it once.
-            raise LoadFailed(list(dict.fromkeys(errors)))  # prepare() rolls back
-        txn.modules = _prune_helpers(modules, want)
-
-    def _closure(
-        self, current: Mapping[str, LoadedModule], want: set[str], fresh: set[str]
-    ) -> set[str]:
-        """Which modules to execute: fresh ones, new ones, and everything that imports them."""
-        execute = set(fresh) | {n for n in want if n not in current}
-        graph = {n: m.imports for n, m in current.items()}
-        changed = True
-        while changed:
-            changed = False
-            for name, imports in graph.items():
-                if name not in execute and imports & execute:
-                    execute.add(name)
-                    changed = True
-        return execute
-
-    def _describe(self, name: str, exc: BaseException, *, at_import: bool = False) -> LoadError:
+    def describe(self, name: str, exc: BaseException, *, at_import: bool = False) -> LoadError:
         """Turn an exception from module ``name`` into text with the most useful file:line.
 
         ``at_import``: the exception ended the import of ``name``; blame the module whose
@@ -497,7 +537,8 @@ class Loader:
             file = self.folder.display(Path(where.filename)) if where else default
             bodies = [f for f in inside if f.name == "<module>"]
             culprit = Path(bodies[-1].filename).stem if at_import and bodies else name
-            message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            text = str(exc)
+            message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
             return LoadError(culprit, file, where.lineno if where else None, message)
         finally:
             # A kept traceback pins the failed generation's globals in memory.
@@ -506,22 +547,136 @@ class Loader:
 
 
 class Transaction:
-    """A new module set, executed but not yet live."""
+    """A new module set, executed but not yet live; ends in ``commit()`` or ``rollback()``.
+
+    As a context manager it rolls back on leaving unless it was committed, whatever
+    was raised: ``sys.modules``, the package's attributes and linecache are then
+    exactly as before.
+    """
 
     def __init__(self, loader: Loader, current: Mapping[str, LoadedModule]) -> None:
         self.loader = loader
         self.current = current
-        self.execute: set[str] = set()
+        self.execute_names: set[str] = set()
         self.modules: dict[str, LoadedModule] = {}
+        self.ran: list[str] = []  # files whose code started running, for honest replies
+        self._started: dict[str, tuple[SourceFile, types.ModuleType]] = {}
         self._saved: dict[str, types.ModuleType] = {}
         self._lines: dict[str, Any] = {}
         self._folder_prefix = os.path.join(loader.folder.path, "")
         self._begun = False
         self._done = False
 
-    def begin(self, execute: set[str]) -> None:
+    def __enter__(self) -> Transaction:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.rollback()  # nothing to do after commit()
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def execute(
+        self,
+        sources: list[SourceFile],
+        want: set[str],
+        reserved: Mapping[str, str] | None = None,
+        run: Run = _direct,
+        *,
+        drop: Iterable[str] = (),
+    ) -> dict[str, LoadedModule]:
+        """Execute ``sources`` (helpers before their importers) into fresh modules.
+
+        Every other module of ``current`` keeps its object. ``want`` are the command
+        modules loaded afterwards; ``reserved`` maps command names taken already
+        (built-ins) to who owns them. ``run(label, fn)`` runs each piece of module
+        code; ``drop`` are modules of ``current`` that are gone (their importers
+        must not find them). Raises LoadFailed if anything fails (then roll back),
+        Overrun if ``run`` gave up on a piece of module code.
+        """
+        errors = []
+        for source in sources:  # every file compiles, or no code runs at all
+            try:
+                source.compile()
+            except (SyntaxError, ValueError) as exc:
+                errors.append(self.loader.describe(source.name, exc, at_import=True))
+        if errors:
+            raise LoadFailed(errors)
+        self._begin({s.name for s in sources} | set(drop))
+        finder = _SealedFinder(self, {s.name: s for s in sources})
+        sys.meta_path.insert(0, finder)
+        try:
+            errors = self._run_bodies(sources, run)
+        finally:
+            sys.meta_path.remove(finder)
+        if errors:
+            raise LoadFailed(list(dict.fromkeys(errors)), self.ran)
+        executed = dict(self._started)
+        marks = run("reading the commands of the new modules", lambda: _read_marks(executed))
+        modules = {n: m for n, m in self.current.items() if n not in self.execute_names}
+        for name, (source, module) in executed.items():
+            shown = self.loader.folder.display(source.path)
+            errors += [LoadError(name, shown, line, msg) for line, msg in source.problems]
+            specs, listeners, problems = marks[name]
+            errors += [LoadError(name, shown, line, msg) for line, msg in problems]
+            modules[name] = LoadedModule(
+                name, source.path, module, source.data, source.imports, specs, listeners
+            )
+        modules = {n: m for n, m in modules.items() if n in want or n.startswith("_")}
+        errors += _duplicates(modules, dict(reserved or {}), self.loader.folder, self.execute_names)
+        if errors:
+            raise LoadFailed(list(dict.fromkeys(errors)), self.ran)
+        self.modules = _prune_helpers(modules, want)
+        return self.modules
+
+    def _run_bodies(self, sources: list[SourceFile], run: Run) -> list[LoadError]:
+        ns = self.loader.namespace
+        package = sys.modules[ns]
+        failed: set[str] = set()
+        errors: list[LoadError] = []
+        for source in sources:
+            if source.name in self._started:
+                continue  # executed already, through an import cycle
+            if source.imports & failed:
+                failed.add(source.name)  # its helper failed: reported once, there
+                continue
+            fullname = f"{ns}.{source.name}"
+            spec = importlib.util.spec_from_file_location(
+                fullname, source.path, loader=_CompileLoader(source, self)
+            )
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[fullname] = module
+            label = f"{self.loader.folder.display(source.path)} (at import)"
+            body = functools.partial(self._exec, spec.loader, module, source.name)
+            error = run(label, body)
+            if error is not None:
+                if sys.modules.get(fullname) is module:
+                    del sys.modules[fullname]
+                failed.add(source.name)
+                errors.append(error)
+            else:
+                setattr(package, source.name, module)
+        return errors
+
+    def _exec(self, loader: importlib.abc.Loader, module: types.ModuleType, name: str) -> Any:
+        """Run on the caller's ``run``: a module body, its failure as text."""
+        try:
+            loader.exec_module(module)
+        except BaseException as exc:  # module code may raise anything, even SystemExit
+            self._started.pop(name, None)
+            return self.loader.describe(name, exc, at_import=True)
+        return None
+
+    def started(self, source: SourceFile, module: types.ModuleType) -> None:
+        """A module's code starts running (called by its loader)."""
+        self._started[source.name] = (source, module)
+        self.ran.append(self.loader.folder.display(source.path))
+
+    def _begin(self, execute: set[str]) -> None:
         """Take the modules being replaced out of ``sys.modules`` (kept for rollback)."""
-        self.execute = execute
+        self.execute_names = execute
         self._begun = True
         ns = self.loader.namespace
         self._saved = {k: v for k, v in sys.modules.items() if k == ns or k.startswith(ns + ".")}
@@ -530,17 +685,16 @@ class Transaction:
         files = (str(self.loader.folder.path / f"{name}.py") for name in execute)
         self._lines = {f: linecache.cache[f] for f in files if f in linecache.cache}
         package = sys.modules.get(ns)
-        for name in self.execute:
-            sys.modules.pop(f"{ns}.{name}", None)
-            # `from . import _x` takes the package attribute when there is one, so the
-            # old version must go from there too, or importers bind the stale helper.
-            if package is not None and isinstance(getattr(package, name, None), types.ModuleType):
-                delattr(package, name)
         if package is None:
             package = types.ModuleType(ns, f"Command modules from {self.loader.folder.path}")
             package.__path__ = []  # children resolve only through our sealed finder
             package.__spec__ = importlib.machinery.ModuleSpec(ns, None, is_package=True)
             sys.modules[ns] = package
+        # `from . import _x` takes the package attribute when there is one: exactly the
+        # modules that stay, so nobody binds a replaced one (or one a stuck thread left).
+        _set_children(package, {n: m for n, m in self.current.items() if n not in execute})
+        for name in execute:
+            sys.modules.pop(f"{ns}.{name}", None)
 
     @property
     def replaced(self) -> dict[str, LoadedModule]:
@@ -559,7 +713,6 @@ class Transaction:
             return
         if not self._begun:  # nothing was taken out of sys.modules yet
             self._done = True
-            self.loader._lock.release()
             return
         ns = self.loader.namespace
         for key in [k for k in sys.modules if k == ns or k.startswith(ns + ".")]:
@@ -568,9 +721,10 @@ class Transaction:
         # Modules that keep serving and were not executed were never touched here.
         for key in [k for k in linecache.cache if self._in_folder(k)]:
             stem = Path(key).stem
-            if stem in self.execute or stem not in self.current:
+            if stem in self.execute_names or stem not in self.current:
                 del linecache.cache[key]
         linecache.cache.update(self._lines)
+        self._started.clear()
         self._finish(self.current)
 
     def _in_folder(self, filename: str) -> bool:
@@ -583,18 +737,35 @@ class Transaction:
         for key in [k for k in sys.modules if k.startswith(ns + ".")]:
             if key.split(".", 1)[1] not in modules:
                 del sys.modules[key]
-        # The import system sets children as package attributes; rebuild them so the
-        # package never holds on to a replaced or failed module.
         package = sys.modules.get(ns)
         if package is not None:
-            for attr in [a for a, v in vars(package).items() if isinstance(v, types.ModuleType)]:
-                delattr(package, attr)
             for name, loaded in modules.items():
                 sys.modules[f"{ns}.{name}"] = loaded.module
-                setattr(package, name, loaded.module)
+            _set_children(package, modules)
         self._saved, self._lines = {}, {}
+        self._started.clear()
         self._done = True
-        self.loader._lock.release()
+
+
+def _set_children(package: types.ModuleType, modules: Mapping[str, LoadedModule]) -> None:
+    """Make the package's module attributes exactly ``modules``."""
+    for attr in [a for a, v in vars(package).items() if isinstance(v, types.ModuleType)]:
+        delattr(package, attr)
+    for name, loaded in modules.items():
+        setattr(package, name, loaded.module)
+
+
+_Marks = tuple[tuple[CommandSpec, ...], tuple[ListenerSpec, ...], list[tuple[int | None, str]]]
+
+
+def _read_marks(executed: Mapping[str, tuple[SourceFile, types.ModuleType]]) -> dict[str, _Marks]:
+    """The commands, listeners and problems of each new module (reads its globals)."""
+    marks: dict[str, _Marks] = {}
+    for name, (_, module) in executed.items():
+        specs, problems = _collect_commands(module, name)
+        listeners = _collect_listeners(module) if not name.startswith("_") else ()
+        marks[name] = (specs if not name.startswith("_") else (), listeners, problems)
+    return marks
 
 
 def _inside(filename: str, folder: Path) -> bool:

@@ -1,13 +1,15 @@
 """The live set of commands: an immutable snapshot, replaced by one assignment.
 
-Readers (the dispatcher, on every message) take ``app.registry`` once and use
-that snapshot to the end, so a reload never changes the code under a running
-command and readers never lock.
+Readers (the dispatcher, on every message) take the registry once and use that
+snapshot to the end, so a reload never changes the code under a running
+command. ``Live`` holds the snapshot in force and which modules are being
+switched, with the one lock the dispatcher and the reloader share.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -62,3 +64,43 @@ class Registry:
     def reserved_names(self) -> dict[str, str]:
         """Command names the loader must not hand out again (the built-ins)."""
         return {name: BUILTIN for spec in self.builtins for name in spec.names}
+
+
+class Live:
+    """The registry in force, and the modules whose calls wait for a switch to end.
+
+    The dispatcher reads both under ``lock`` for each message and starts its calls
+    under it; the reloader changes them under it. So every call either counts
+    against the old version of a module (and the switch waits for it) or waits
+    for the new one: none runs on a version that is being torn down.
+    """
+
+    def __init__(self, registry: Registry) -> None:
+        self.lock = threading.Lock()
+        self.registry = registry
+        self.held: frozenset[str] = frozenset()
+        self._waiting: list[Callable[[], None]] = []
+
+    def wait_for_switch(self, retry: Callable[[], None]) -> None:
+        """Under ``lock``: call ``retry()`` (under the lock) once the switch has ended."""
+        self._waiting.append(retry)
+
+    def hold(self, modules: Iterable[str], retiring: Iterable[LoadedModule]) -> None:
+        """Calls for ``modules`` wait from now on; ``retiring`` versions start no timer calls."""
+        with self.lock:
+            self.held = frozenset(modules)
+            for loaded in retiring:
+                loaded.activity.retired = True
+
+    def switch(self, registry: Registry | None, revived: Iterable[LoadedModule] = ()) -> None:
+        """End a switch: ``registry`` is in force (None: the old one still is), and the
+        calls that waited run against it; ``revived`` versions serve again."""
+        with self.lock:
+            if registry is not None:
+                self.registry = registry
+            for loaded in revived:
+                loaded.activity.retired = False
+            self.held = frozenset()
+            waiting, self._waiting = self._waiting, []
+            for retry in waiting:
+                retry()

@@ -97,6 +97,9 @@ class Storage:
         """Return the state of ``module``; the same object on every call with that name."""
         if not isinstance(module, str) or not module:
             raise StateError(f"module name must be a non-empty str, not {module!r}")
+        st = self._states.get(module)  # no lock: a stuck call inside a transaction holds it
+        if st is not None and self._conn is not None:
+            return st
         with self._lock:
             self._connection()  # refuse to hand out states of a closed storage
             st = self._states.get(module)
@@ -104,14 +107,23 @@ class Storage:
                 st = self._states[module] = ModuleState(self, module)
             return st
 
-    def close(self) -> None:
-        """Close the database.  Idempotent; later use of any of its states raises StateError."""
-        with self._lock:
+    def close(self, timeout: float | None = None) -> bool:
+        """Close the database.  Idempotent; later use of any of its states raises StateError.
+
+        ``timeout``: give up (return False) if another thread holds the storage that
+        long, e.g. a stuck call inside ``transaction()``; the process exits anyway.
+        """
+        if not self._lock.acquire(timeout=-1 if timeout is None else timeout):
+            return False
+        try:
             if self._depth:
                 raise StateError("cannot close the storage inside one of its transactions")
             if self._conn is not None:
                 conn, self._conn = self._conn, None
                 conn.close()
+            return True
+        finally:
+            self._lock.release()
 
     @property
     def closed(self) -> bool:

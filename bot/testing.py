@@ -107,7 +107,6 @@ class FakeTransport:
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = itertools.count()
         self._changed = threading.Condition()
-        self.scheduled = 0  # callbacks scheduled so far
 
     def run(self) -> None:
         raise RuntimeError("the test transport has no loop; CommandBot drives it")
@@ -121,19 +120,7 @@ class FakeTransport:
     def call_later(self, delay: float, fn: Callable[[], None]) -> None:
         with self._changed:
             heapq.heappush(self._timers, (self.now + max(0.0, delay), next(self._seq), fn))
-            self.scheduled += 1
             self._changed.notify_all()
-
-    def wait_scheduled(self, count: int, timeout: float, give_up: Callable[[], bool]) -> bool:
-        """Wait until ``count`` callbacks in all were scheduled (or ``give_up()``)."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while self.scheduled < count and not give_up():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._changed.wait(min(left, 0.05))  # give_up() is not notified: re-check
-        return True
 
     def set_channels(self, channels: tuple[str, ...]) -> None:
         self.channels = channels
@@ -257,7 +244,8 @@ class CommandBot:
             command_timeout=command_timeout,
         )
         try:
-            app = App(config, namespace=f"reloadbot_testing_{next(_apps)}", transport=FakeTransport)
+            namespace = f"reloadbot_testing_{next(_apps)}"
+            app = App(config, namespace=namespace, transport=FakeTransport, only=[name])
         except BaseException:
             if scratch is not None:
                 shutil.rmtree(scratch, ignore_errors=True)
@@ -431,32 +419,24 @@ class CommandBot:
         """Do ``act`` as the connection thread would, wait for the jobs it started, drain."""
         before = self.app.dispatcher.running()  # kept alive, so no new call can reuse an id
         known = {id(r) for r in before}
-        scheduled = self.transport.scheduled
         act()
         started = [r for r in self.app.dispatcher.running() if id(r) not in known]
         if wait:
             self._wait_for(started, timeout, repr(what))
         else:
-            self._wait_started(started, scheduled, timeout, repr(what))
+            self._wait_began(started, timeout, repr(what))
         return self._drain()
 
-    def _wait_started(
-        self, calls: list[Running], scheduled: int, timeout: float, what: str
-    ) -> None:
-        """Let each command call get going: its timeout is scheduled when it starts running.
-
-        Without this, a test's ``advance()`` could move the fake clock before a
-        worker thread has scheduled the command's timeout, from a later time.
-        """
+    @staticmethod
+    def _wait_began(calls: list[Running], timeout: float, what: str) -> None:
+        """Wait until a worker has picked up each command call (its timeout runs already)."""
         commands = [r for r in calls if r.command and r.future is not None]
-        count = scheduled + len(commands)
-
-        def all_done() -> bool:  # a call that ended has certainly started
-            return all(r.future.done() for r in commands if r.future is not None)
-
-        if not self.transport.wait_scheduled(count, timeout, all_done):
-            names = ", ".join(r.name for r in commands)
-            raise TimeoutError(f"{names} did not start within {timeout:g} s (for {what})")
+        deadline = time.monotonic() + timeout
+        while not all(r.began or (r.future and r.future.done()) for r in commands):
+            if time.monotonic() > deadline:
+                names = ", ".join(r.name for r in commands)
+                raise TimeoutError(f"{names} did not start within {timeout:g} s (for {what})")
+            time.sleep(0.001)  # poll interval
 
     def _wait_for(self, calls: list[Running], timeout: float, what: str) -> None:
         futures = [r.future for r in calls if r.future is not None]

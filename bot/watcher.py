@@ -187,8 +187,11 @@ class DebouncedWatcher:
             )
             self._thread.start()
 
-    def stop(self) -> None:
-        """Stop watching and join all threads. Idempotent; safe to call from ``on_batch``."""
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop watching and join all threads. Idempotent; safe to call from ``on_batch``.
+
+        ``timeout``: wait at most that long for a batch callback still running.
+        """
         with self._lifecycle:
             thread, observer = self._thread, self._observer
             self._observer = None
@@ -197,7 +200,7 @@ class DebouncedWatcher:
                 self._pending.clear()
                 self._cond.notify_all()
         if thread is not None and thread is not threading.current_thread():
-            thread.join()
+            thread.join(timeout)
         if observer is not None:
             _shutdown_observer(observer)
 

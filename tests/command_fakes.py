@@ -36,9 +36,12 @@ COMMANDS = Path(__file__).resolve().parent.parent / "commands"
 def load(name: str) -> types.ModuleType:
     """A fresh execution of ``commands/<name>.py``."""
     loader = Loader(COMMANDS, f"cmdtest_{uuid.uuid4().hex}")
-    txn = loader.prepare({}, {name}, set())
-    txn.commit()
-    return txn.modules[name].module
+    source = loader.source(name)
+    assert source is not None, f"no commands/{name}.py"
+    with loader.transaction({}) as txn:  # helpers are imported through the sealed finder
+        modules = txn.execute([source], {name})
+        txn.commit()
+    return modules[name].module
 
 
 @dataclass

@@ -14,6 +14,7 @@ import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import app_factory, commands_dir, edit, module, namespace_modules, say, write
@@ -493,29 +494,35 @@ def test_a_global_whose_attribute_lookup_raises_is_not_a_command(
 # -- the loader's own transaction -----------------------------------------------------------
 
 
-def test_a_failed_prepare_restores_sys_modules_and_linecache_and_frees_the_lock(
-    tmp_path: Path,
-) -> None:
+def execute(
+    loader: Loader, current: dict[str, Any], want: set[str], fresh: set[str]
+) -> dict[str, Any]:
+    """One committed loader transaction executing ``fresh`` (no helpers here)."""
+    sources = [loader.source(name) for name in sorted(fresh)]
+    assert all(sources)
+    with loader.transaction(current) as txn:
+        modules = txn.execute(sources, want)  # type: ignore[arg-type]
+        txn.commit()
+    return modules
+
+
+def test_a_failed_transaction_restores_sys_modules_and_linecache(tmp_path: Path) -> None:
     folder = tmp_path / "commands"
-    src_v1 = command_module("a", "", '"v1"')
-    write(folder / "a.py", src_v1)
+    write(folder / "a.py", command_module("a", "", '"v1"'))
     write(folder / "b.py", command_module("b"))
     loader = Loader(folder, "loadertest_ns")
     try:
-        txn = loader.prepare({}, {"a", "b"}, set())
-        txn.commit()
-        current = txn.modules
+        current = execute(loader, {}, {"a", "b"}, {"a", "b"})
         before = {k: v for k, v in sys.modules.items() if k.startswith("loadertest_ns")}
         path = str(current["a"].path)
         lines_before = linecache.cache[path]
 
         write(folder / "a.py", command_module("a", "", '"second version"'))
-        write(folder / "b.py", "def broken(:\n")
-        with pytest.raises(LoadFailed) as failed:
-            loader.prepare(current, {"a", "b"}, {"a", "b"})
-        assert [str(e) for e in failed.value.errors] == [
-            "commands/b.py:1: SyntaxError: invalid syntax"
-        ]
+        write(folder / "b.py", "raise RuntimeError('b fails')\n")  # a runs first, then b fails
+        with pytest.raises(LoadFailed) as failed, loader.transaction(current) as txn:
+            txn.execute([loader.source("a"), loader.source("b")], {"a", "b"})  # type: ignore[list-item]
+        assert [str(e) for e in failed.value.errors] == ["commands/b.py:1: RuntimeError: b fails"]
+        assert failed.value.ran == ("commands/a.py", "commands/b.py")
 
         after = {k: v for k, v in sys.modules.items() if k.startswith("loadertest_ns")}
         assert after.keys() == before.keys()
@@ -523,13 +530,24 @@ def test_a_failed_prepare_restores_sys_modules_and_linecache_and_frees_the_lock(
         # tracebacks of the version still serving show the text that runs
         assert linecache.cache[path] is lines_before
         assert linecache.getline(path, 6) == '    return "v1"\n'
-        # the lock was released exactly once: the next transaction starts at once
-        assert not loader._lock.locked()
-        loader.prepare(current, {"a", "b"}, set()).rollback()
-        assert not loader._lock.locked()
     finally:
         for key in [k for k in sys.modules if k.startswith("loadertest_ns")]:
             del sys.modules[key]
+
+
+def test_a_file_that_does_not_compile_stops_the_transaction_before_any_code_runs(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "commands"
+    write(folder / "a.py", "import sys\nsys.modules['ran_a_loader_test'] = sys\n")
+    write(folder / "b.py", "def broken(:\n")
+    loader = Loader(folder, "loadertest_ns4")
+    with pytest.raises(LoadFailed) as failed, loader.transaction({}) as txn:
+        txn.execute([loader.source("a"), loader.source("b")], {"a", "b"})  # type: ignore[list-item]
+    assert [str(e) for e in failed.value.errors] == ["commands/b.py:1: SyntaxError: invalid syntax"]
+    assert failed.value.ran == ()
+    assert "ran_a_loader_test" not in sys.modules
+    assert not [k for k in sys.modules if k.startswith("loadertest_ns4")]
 
 
 def test_an_unexpected_error_inside_a_transaction_rolls_back(
@@ -539,21 +557,19 @@ def test_an_unexpected_error_inside_a_transaction_rolls_back(
     write(folder / "a.py", command_module("a"))
     loader = Loader(folder, "loadertest_ns2")
     try:
-        txn = loader.prepare({}, {"a"}, set())
-        txn.commit()
+        current = execute(loader, {}, {"a"}, {"a"})
         before = {k: v for k, v in sys.modules.items() if k.startswith("loadertest_ns2")}
 
         def explode(*args: object) -> None:
             raise MemoryError("simulated")
 
         monkeypatch.setattr(bot.loader, "_duplicates", explode)
-        with pytest.raises(MemoryError):
-            loader.prepare(txn.modules, {"a"}, {"a"})
+        with pytest.raises(MemoryError), loader.transaction(current) as txn:
+            txn.execute([loader.source("a")], {"a"})  # type: ignore[list-item]
 
         after = {k: v for k, v in sys.modules.items() if k.startswith("loadertest_ns2")}
         assert after.keys() == before.keys()
         assert all(after[k] is before[k] for k in before)
-        assert not loader._lock.locked()
     finally:
         for key in [k for k in sys.modules if k.startswith("loadertest_ns2")]:
             del sys.modules[key]
@@ -563,8 +579,8 @@ def test_a_failed_first_load_leaves_no_namespace_package(tmp_path: Path) -> None
     folder = tmp_path / "commands"
     write(folder / "a.py", "raise ImportError('no')\n")
     loader = Loader(folder, "loadertest_ns3")
-    with pytest.raises(LoadFailed):
-        loader.prepare({}, {"a"}, set())
+    with pytest.raises(LoadFailed), loader.transaction({}) as txn:
+        txn.execute([loader.source("a")], {"a"})  # type: ignore[list-item]
     assert not [k for k in sys.modules if k.startswith("loadertest_ns3")]
 
 
@@ -576,7 +592,7 @@ def test_an_old_generation_traceback_shows_the_code_that_ran(
     assert app.load_all().ok
     # a failed reload executes the new a.py, then rolls back to v1
     edit(app, "a.py", command_module("boom", "", 'int("v2 text that never served")'))
-    edit(app, "b.py", "def broken(:\n")
+    edit(app, "b.py", "raise RuntimeError('b fails at import')\n")
     assert not app.reload().ok
 
     with caplog.at_level(logging.ERROR):
