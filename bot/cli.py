@@ -9,18 +9,22 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import os
 import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from bot import __version__
 from bot.app import App
 from bot.auth import parse_admin_rule
 from bot.config import Config, ConfigError, load_config
+from bot.loader import format_exception
 
 log = logging.getLogger("bot")
 
@@ -53,7 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     add_new_command(parser)
     args = parser.parse_args(argv)
 
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter(LOG_FORMAT))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     if args.subcommand == "new-command":
         return new_command(args.name, args.config)
     if args.console:
@@ -68,6 +74,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.demo:
         return demo(config)
     return run(config)
+
+
+class _Formatter(logging.Formatter):
+    """Tracebacks show each command module's text as it ran, even after a reload."""
+
+    def formatException(self, ei: Any) -> str:
+        exc = ei[1]
+        if exc is None:
+            return super().formatException(ei)
+        return format_exception(exc).rstrip("\n")
 
 
 def _load(path: Path) -> Config | None:
@@ -156,6 +172,8 @@ def check(config: Config) -> int:
         report = app.load_all()
         for error in report.errors:
             print(error, file=sys.stderr)
+        for skipped in report.skipped:
+            print(skipped, file=sys.stderr)
         commands = sum(len(m.commands) for m in app.registry.command_modules())
         print(
             f"config ok; {len(app.registry.command_modules())} modules, {commands} commands",
@@ -212,12 +230,53 @@ def run(config: Config, overlay: Callable[[Config], Config] | None = None) -> in
     # this, so their old versions stay collectable.
     gc.freeze()
     if threading.current_thread() is threading.main_thread():
+        stopping = threading.Event()
 
         def on_signal(signum: int, frame: object) -> None:
+            if stopping.is_set():  # asked twice: no more waiting for anything
+                log.warning("received %s again; exiting now", signal.Signals(signum).name)
+                _exit_now(1)
+            stopping.set()
             log.info("received %s; quitting", signal.Signals(signum).name)
             app.stop("Shutting down")
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
     app.run()
+    _leave_stuck_threads_behind()
     return 0
+
+
+#: Seconds the process waits at exit for threads that modules or stuck calls left running.
+EXIT_GRACE = 2.0
+
+
+def _leave_stuck_threads_behind() -> None:
+    """End the process within EXIT_GRACE seconds, whatever threads are still running.
+
+    Python waits at exit for every non-daemon thread (the command workers, threads a
+    module started) and runs the modules' atexit handlers: a stuck one would keep the
+    process alive until SIGKILL (under systemd, a TimeoutStopSec for every stop).
+    """
+    deadline = time.monotonic() + EXIT_GRACE
+    main = threading.current_thread()
+    for thread in threading.enumerate():
+        if thread is not main and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    stuck = [
+        t.name for t in threading.enumerate() if t is not main and not t.daemon and t.is_alive()
+    ]
+    if stuck:
+        log.warning("exiting with %d thread(s) still running: %s", len(stuck), ", ".join(stuck))
+        _exit_now(0)
+    # atexit handlers of modules run after this; a stuck one must not hold the exit either.
+    watchdog = threading.Timer(EXIT_GRACE, _exit_now, (0,))
+    watchdog.daemon = True
+    watchdog.start()
+
+
+def _exit_now(status: int) -> None:
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)

@@ -804,7 +804,8 @@ class Reloader:
         where = overrun.where
         in_function = f", in {where.function}" if where else ""
         message = (
-            f"still running after {overrun.seconds:.3g} s ({overrun.label}{in_function});"
+            f"still running after {self.host.config.reload_timeout:g} s"
+            f" ({overrun.label}{in_function});"
             " abandoned and rolled back, and the stuck code was asked to stop"
         )
         if where is None:
