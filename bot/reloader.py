@@ -526,7 +526,7 @@ class Reloader:
         or changed on disk, and every module that imports something that runs, directly or
         not. Every other module keeps its loaded object."""
         folder = self.loader.folder
-        want = set(want)
+        asked, want = want, set(want)
         graph = {n: m.imports for n, m in current.items()}
         sources: dict[str, SourceFile] = {}
         gone: set[str] = set()
@@ -547,8 +547,10 @@ class Reloader:
                     elif loaded.is_helper and not folder.holds(loaded.path, loaded.source):
                         pending.add(dependency)
             elif name not in sources and name not in gone:
-                gone.add(name)  # a helper that is gone: its importers fail at their import line
-                if name in want:
+                gone.add(name)  # an import of nothing: its importers fail at their import line
+                if name not in asked:
+                    want.discard(name)
+                elif name in want:
                     shown = f"{folder.path.name}/{name}.py"
                     errors.append(LoadError(name, shown, None, "no such file"))
             if not pending:  # what imports a module that runs again (or is gone) runs again
@@ -560,16 +562,31 @@ class Reloader:
                     and (imports & sources.keys() or imports & gone)
                     and (n in want or n.startswith("_"))
                 }
-        dropped: dict[str, list[str]] = {}
+        errors += self._still_imported(current, want, graph)
+        return _Plan(_in_import_order(sources), want, errors, gone & current.keys())
+
+    def _still_imported(
+        self,
+        current: Mapping[str, LoadedModule],
+        want: set[str],
+        graph: Mapping[str, frozenset[str]],
+    ) -> list[LoadError]:
+        """A command module may not go (unload, deleted file) while a module kept imports it."""
+        users: dict[str, list[str]] = {}
         for name in sorted(want):
             for dependency in graph.get(name, frozenset()):
                 loaded = current.get(dependency)
                 if loaded is not None and not loaded.is_helper and dependency not in want:
-                    dropped.setdefault(dependency, []).append(name)
-        for name, users in sorted(dropped.items()):
-            shown = folder.display(current[name].path)
-            errors.append(LoadError(name, shown, None, f"{name} is imported by {', '.join(users)}"))
-        return _Plan(_in_import_order(sources), want, errors, gone & current.keys())
+                    users.setdefault(dependency, []).append(name)
+        return [
+            LoadError(
+                name,
+                self.loader.folder.display(current[name].path),
+                None,
+                f"{name} is imported by {', '.join(names)}",
+            )
+            for name, names in sorted(users.items())
+        ]
 
     def _apply(self, want: set[str], fresh: set[str]) -> ReloadReport:
         """The one transactional path: plan, execute, switch. All or nothing."""

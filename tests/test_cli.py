@@ -66,3 +66,21 @@ def test_a_bad_config_names_the_key(tmp_path: Path) -> None:
     result = check(project(tmp_path, CONFIG.replace("port: 6667", "port: lots")))
     assert result.returncode == 1
     assert "config error: config.yaml:1: server.port: expected a whole number" in result.stderr
+
+
+def test_a_base_exception_at_import_is_a_named_problem_not_a_traceback(tmp_path: Path) -> None:
+    exits = "import sys\n\nraise KeyboardInterrupt('no')\n"
+    base = "class Stop(BaseException):\n    pass\n\nraise Stop\n"
+    result = check(project(tmp_path, hi=GOOD, exits=exits, base=base))
+    assert result.returncode == 1
+    assert "commands/exits.py:3: KeyboardInterrupt: no" in result.stderr
+    assert "commands/base.py:4: Stop" in result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+
+
+def test_files_that_cannot_load_are_listed(tmp_path: Path) -> None:
+    result = check(project(tmp_path, **{"hi": GOOD, "my-cmd": GOOD}))
+    assert (
+        "commands/my-cmd.py: not loaded: module names are file stems made of letters,"
+        " digits and '_', like 'dice' (rename it to my_cmd.py)"
+    ) in result.stderr
