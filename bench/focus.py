@@ -62,6 +62,7 @@ def reload_round(kind: peers.BotKind, server: Ngircd, observer: driver.User, arg
     users: list[driver.User] = []
     try:
         bot.start(observer)
+        written = run.write_helper_module(kind, bot) if kind.helper_module else 0.0
         users = driver.connect_all(server.host, server.port, ["user", peers.ADMIN])
         user, admin = users
         tokens = driver.Tokens(f"{kind.name[0]}x")
@@ -69,10 +70,14 @@ def reload_round(kind: peers.BotKind, server: Ngircd, observer: driver.User, arg
         times, _ = driver.round_trips(user, kind.nick, kind.command, tokens, args.rtt)
         run.admin_command(admin, kind, kind.reload_one)  # warm-up
         reloads = [run.admin_command(admin, kind, kind.reload_one)[0] for _ in range(args.reloads)]
-        return {
+        got = {
             "!reload NAME (ms)": [t * 1000 for t in reloads],
             "round trip (ms)": [t * 1000 for t in times],
         }
+        if kind.helper_module:
+            helper = run.reload_helper_module(kind, admin, written, args.reloads)
+            got["!reload NAME, with helper (ms)"] = [t * 1000 for t in helper]
+        return got
     finally:
         for u in users:
             u.close()

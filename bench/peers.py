@@ -160,6 +160,8 @@ class BotKind:
     label = ""
     version = ""
     reload_one = ""  # what the admin says to reload the test module
+    helper_module = ""  # a module that imports a helper of its own, and its files:
+    helper_files: dict[str, str] = {}  # path in the bot's module folder -> text
     python: Path | None = None
 
     def setup(self, venvs: Path) -> None:
@@ -194,6 +196,18 @@ VERSION = 0
 def bping(ctx: Context, args: str) -> str:
     """bping TOKEN -- answer pong TOKEN"""
     return "pong " + args
+'''
+
+HELPER = 'def pong(text):\n    return "pong " + text\n'
+
+_OURS_HELPER = '''\
+from bot.api import Context, command
+from . import _benchhelper
+
+@command
+def bhelp(ctx: Context, args: str) -> str:
+    """bhelp TOKEN -- answer pong TOKEN"""
+    return _benchhelper.pong(args)
 '''
 
 # A module as the 50-module figures load it: a few imports, a helper, two commands.
@@ -239,6 +253,8 @@ class Ours(BotKind):
     nick = "ReloadBot"
     label = "reloadbot"
     reload_one = "!reload benchmod"
+    helper_module = "benchhelp"
+    helper_files = {"_benchhelper.py": HELPER, "benchhelp.py": _OURS_HELPER}
 
     def __init__(self, python: str | None = None, src: Path = REPO) -> None:
         self.python = Path(python) if python else None
@@ -299,6 +315,17 @@ def bping(bot, trigger):
     bot.say("pong " + (trigger.group(2) or ""))
 '''
 
+# Sopel 8 imports a plugin file as a top-level module: only a plugin folder has siblings.
+_SOPEL_HELPER = '''\
+from sopel import plugin
+from . import _benchhelper
+
+@plugin.command("bhelp")
+def bhelp(bot, trigger):
+    """bhelp TOKEN -- answer pong TOKEN"""
+    bot.say(_benchhelper.pong(trigger.group(2) or ""))
+'''
+
 # Plugins that reach the Internet at start-up or on a timer (no network here).
 SOPEL_EXCLUDED = ("find_updates", "safety", "tld", "pronouns")
 SOPEL_THROTTLE_OFF = {
@@ -316,6 +343,8 @@ class Sopel(BotKind):
     nick = "SopelBot"
     label = "Sopel"
     reload_one = "!reload benchmod"
+    helper_module = "benchhelp"
+    helper_files = {"benchhelp/_benchhelper.py": HELPER, "benchhelp/__init__.py": _SOPEL_HELPER}
 
     def setup(self, venvs: Path) -> None:
         self.python = ensure_venv(venvs, "sopel", [SOPEL_REQ])

@@ -127,6 +127,24 @@ def test_a_file_read_long_after_its_last_change_is_checked_by_a_stat(
     assert not folder.holds(path, b"x = 1\n")
 
 
+def test_an_old_listing_of_the_folder_is_reused_until_an_entry_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a.py").write_bytes(b"x = 1\n")
+    later = os.stat(tmp_path).st_ctime_ns + bot.loader.RACY_NS + 1
+    folder = CommandsDir(tmp_path, clock=lambda: later)
+    assert list(folder.scan()) == ["a"]
+    listed: list[object] = []
+    real_scandir = os.scandir
+    monkeypatch.setattr(os, "scandir", lambda p: listed.append(p) or real_scandir(p))
+    assert list(folder.scan()) == ["a"] and listed == []  # the folder's stamp vouches
+
+    (tmp_path / "b.py").write_bytes(b"x = 2\n")  # a new entry moves the folder's stamp
+    assert list(folder.scan()) == ["a", "b"] and len(listed) == 1
+    (tmp_path / "a.py").unlink()
+    assert list(folder.scan()) == ["b"]
+
+
 def test_a_file_changed_just_before_it_was_read_is_compared_by_content(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
