@@ -215,7 +215,7 @@ class App:
             if self._closed:
                 return
             self._closed = True
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.dispatcher.close()
         self.reloader.close(CLOSE_SECONDS)
         for watcher in (self._commands_watcher, self._config_watcher):
             if watcher is not None:

@@ -431,6 +431,11 @@ class Dispatcher:
         with self._lock:
             return list(self._running.values())
 
+    def close(self) -> None:
+        """Start no more calls; calls still running are not waited for."""
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.builtin_executor.shutdown(wait=False, cancel_futures=True)
+
 
 # Deadlines this close to the one a check was armed for are due with it.
 _SAME_MOMENT = 0.01

@@ -658,10 +658,8 @@ def endless(ctx, args):
 '''
 
 
-def test_sigterm_ends_the_process_within_seconds_whatever_is_stuck(
-    bot_files, irc_client, tmp_path
-) -> None:
-    files = bot_files({"echo.py": ECHO, "stuck.py": STUCK_EVERYWHERE})
+def start_bot_process(files, tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path]:  # type: ignore[no-untyped-def]
+    """``python -m bot`` on ``files`` (from ``bot_files``); its log goes to a file."""
     repo = Path(__file__).resolve().parents[1]
     log_path = tmp_path / "bot.log"
     with open(log_path, "w") as log_file:
@@ -672,28 +670,45 @@ def test_sigterm_ends_the_process_within_seconds_whatever_is_stuck(
             stdout=subprocess.DEVNULL,
             stderr=log_file,
         )
+    return process, log_path
+
+
+def wait_answering(client, channel: str, log_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Poll until the bot is in ``channel`` and answers ``!echo``."""
+    client.join(channel)
+    deadline = time.monotonic() + 15
+    while True:
+        mark = client.mark()
+        client.privmsg(channel, "!echo up")
+        try:
+            client.wait_for(lambda raw: raw.endswith(" :up"), since=mark, timeout=0.5)
+            return
+        except AssertionError:
+            assert time.monotonic() < deadline, log_path.read_text()
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> float:
+    """SIGTERM; the seconds the process took to exit."""
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=20)
+    return time.monotonic() - started
+
+
+def test_sigterm_ends_the_process_within_seconds_whatever_is_stuck(
+    bot_files, irc_client, tmp_path
+) -> None:
+    files = bot_files({"echo.py": ECHO, "stuck.py": STUCK_EVERYWHERE})
+    process, log_path = start_bot_process(files, tmp_path)
     try:
         witness = irc_client("witness")
-        witness.join(files.channel)
-        deadline = time.monotonic() + 15
-        while True:  # poll until the bot is in the channel and answers
-            mark = witness.mark()
-            witness.privmsg(files.channel, "!echo up")
-            try:
-                witness.wait_for(lambda raw: raw.endswith(" :up"), since=mark, timeout=0.5)
-                break
-            except AssertionError:
-                assert time.monotonic() < deadline, log_path.read_text()
+        wait_answering(witness, files.channel, log_path)
         mark = witness.mark()
         witness.privmsg(files.channel, "!stuck")
         witness.privmsg(files.channel, "!endless")
         witness.privmsg(files.channel, "!echo answered")
         witness.wait_for(lambda raw: raw.endswith(" :answered"), since=mark, timeout=10)
-
-        started = time.monotonic()
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=20)
-        took = time.monotonic() - started
+        took = stop_process(process)
         quit_line = witness.wait_for(lambda raw: " QUIT " in raw, since=mark, timeout=5)
     finally:
         if process.poll() is None:
@@ -704,3 +719,25 @@ def test_sigterm_ends_the_process_within_seconds_whatever_is_stuck(
     assert quit_line.lstrip(":").startswith(files.nick) and "Shutting down" in quit_line
     assert re.search(r"exiting with \d+ thread\(s\) still running: .*module-thread", log), log
     assert not Path(f"{files.raw['state_db']}-wal").exists(), "the state database was not closed"
+
+
+def test_sigterm_with_nothing_stuck_exits_at_once_and_quietly(
+    bot_files, irc_client, tmp_path
+) -> None:
+    files = bot_files({"echo.py": ECHO})
+    process, log_path = start_bot_process(files, tmp_path)
+    try:
+        witness = irc_client("witness")
+        wait_answering(witness, files.channel, log_path)
+        mark = witness.mark()
+        witness.privmsg(files.channel, "!help echo")  # the built-ins' threads exist now
+        witness.wait_for(lambda raw: " :echo TEXT" in raw, since=mark, timeout=5)
+        took = stop_process(process)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    log = log_path.read_text()
+    assert process.returncode == 0, log
+    assert took < 1.5, f"took {took:.1f} s to exit:\n{log}"  # no thread waited for
+    assert "still running" not in log, log
