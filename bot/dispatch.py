@@ -14,6 +14,7 @@ run on its new version.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import threading
@@ -157,6 +158,9 @@ class Dispatcher:
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._sweep_at: float | None = None  # when the timeout check is due next
+        # The transport's clock, which the timeout check is scheduled on (the test
+        # plugin's is fake); calls are timed from queueing on it.
+        self.clock: Callable[[], float] = time.monotonic
         self._dropped = 0  # calls turned away because the queue was full, since last logged
 
     @property
@@ -321,7 +325,7 @@ class Dispatcher:
         running = Running(
             job.name,
             job.ctx.nick,
-            time.monotonic(),
+            self.clock(),
             job.user,
             job.report_errors,
             pooled,
@@ -384,38 +388,33 @@ class Dispatcher:
 
     # -- timeouts: one timer for all calls ----------------------------------------------
 
-    def _arm(self, running: Running, now: float | None = None) -> None:
-        """Have the timeout check run at ``running``'s deadline (``_lock`` held).
-
-        ``now``: the deadline the firing check was armed for, when it re-arms. The
-        delay is then measured from that moment on the transport's clock, which
-        keeps a fake clock (the test plugin's) and real deadlines in step.
-        """
+    def _arm(self, running: Running) -> None:
+        """Have the timeout check run by ``running``'s deadline (``_lock`` held)."""
         deadline = running.deadline
         if deadline is None or not running.command:
             return
         if self._sweep_at is not None and self._sweep_at <= deadline:
             return
         self._sweep_at = deadline
-        delay = deadline - (time.monotonic() if now is None else now)
-        self.host.call_later(max(0.0, delay), lambda: self._sweep(deadline))
+        delay = max(0.0, deadline - self.clock())
+        self.host.call_later(delay, functools.partial(self._sweep, deadline))
 
     def _sweep(self, armed: float) -> None:
         """Tell the users of calls past their timeout, once each; re-arm for the next."""
+        now = self.clock()
         with self._lock:
-            if self._sweep_at is not None and self._sweep_at < armed:
-                return  # an earlier check was armed since; it re-arms for this deadline
-            self._sweep_at = None
+            if self._sweep_at == armed:
+                self._sweep_at = None
             due = []
             for running in self._running.values():
                 deadline = running.deadline
                 if running.stuck or deadline is None or not running.command:
                     continue
-                if deadline <= armed + _SAME_MOMENT:
+                if deadline <= now:
                     running.stuck = True
                     due.append(running)
                 else:
-                    self._arm(running, now=armed)
+                    self._arm(running)
         for running in due:
             log.warning(
                 "%s for %s still %s after %.0f s",
@@ -435,10 +434,6 @@ class Dispatcher:
         """Start no more calls; calls still running are not waited for."""
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.builtin_executor.shutdown(wait=False, cancel_futures=True)
-
-
-# Deadlines this close to the one a check was armed for are due with it.
-_SAME_MOMENT = 0.01
 
 
 def _user_key(message: Message) -> str:

@@ -246,6 +246,9 @@ class CommandBot:
         try:
             namespace = f"reloadbot_testing_{next(_apps)}"
             app = App(config, namespace=namespace, transport=FakeTransport, only=[name])
+            transport = app.connection
+            assert isinstance(transport, FakeTransport)
+            app.dispatcher.clock = lambda: transport.now  # calls are timed on the fake clock
         except BaseException:
             if scratch is not None:
                 shutil.rmtree(scratch, ignore_errors=True)

@@ -239,6 +239,23 @@ def test_command_timeout_and_blocking_calls(load_command: LoadCommand, folder: P
     assert bot.wait() == ["opened", "opened"]
 
 
+def test_each_call_times_out_on_the_fake_clock_from_when_it_was_said(
+    load_command: LoadCommand, folder: Path
+) -> None:
+    bot = load_command(folder / "blocking.py", command_timeout=30)
+    gate: threading.Event = bot.module.GATE
+    try:
+        assert bot.say("!wait", wait=False) == []
+        assert bot.advance(10) == []
+        assert bot.say("!wait", wait=False) == []
+        assert bot.advance(20) == ["wait: timed out after 30 s"]  # the first, at 30
+        assert bot.advance(9) == []
+        assert bot.advance(1) == ["wait: timed out after 30 s"]  # the second, at 40
+    finally:
+        gate.set()
+    bot.wait()
+
+
 def test_listeners_and_events(load_command: LoadCommand, folder: Path) -> None:
     bot = load_command(folder / "blocking.py")
     assert bot.say("python++") == ["karma for python"]
