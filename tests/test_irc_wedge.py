@@ -428,7 +428,7 @@ def test_stuck_admin_commands_cannot_take_every_worker(running_bot, irc_client, 
     timed_out = "hang: timed out after 0.3 s"
     bot.wait_until(lambda: bot.replies(boss, mark).count(timed_out) == 2, "both to time out")
     assert bot.ask(boss, "!hang") == f"{boss.nick}: still busy with your last commands"
-    assert bot.ask(user, "!echo a worker is left") == "a worker is left"
+    assert bot.ask(user, "!echo a worker is left", r"^a worker is left$")
     gate.release.set()
 
 
@@ -446,7 +446,7 @@ def test_a_queued_call_times_out_from_when_it_was_queued(running_bot, irc_client
     gate.release.set()
     bot.wait_until(lambda: not bot.app.dispatcher.running(), "the calls to end")
     assert "queued" not in bot.replies(boss, mark)  # told it timed out: it does not run late
-    assert bot.ask(boss, "!echo free again") == "free again"
+    assert bot.ask(boss, "!echo free again", r"^free again$")
 
 
 # -- 5. hook order: the old teardown runs before the new setup ----------------------------
