@@ -139,8 +139,12 @@ class Dispatcher:
     #: their new commands are refused, so one user's hanging commands cannot take
     #: every worker. Quick commands are never refused for this: a burst just queues.
     max_stuck_per_user = 2
-    #: Calls waiting for a worker, per worker, before new ones are turned away.
+    #: Listener and timer calls waiting for a worker, per worker, before more are
+    #: dropped (a flood of chatter must not pile up without end).
     max_queued_per_worker = 32
+    #: Commands waiting for a worker, per worker, before users are told "busy". Each
+    #: also times out from when it was said, so a long queue answers late, not never.
+    max_queued_commands_per_worker = 256
     #: Threads for the built-in commands: one may wait on a reload, the others answer.
     builtin_threads = 2
 
@@ -162,6 +166,7 @@ class Dispatcher:
         # plugin's is fake); calls are timed from queueing on it.
         self.clock: Callable[[], float] = time.monotonic
         self._dropped = 0  # calls turned away because the queue was full, since last logged
+        self._waiting = 0  # calls on the worker pool not picked up by a worker yet
 
     @property
     def registry(self) -> Any:
@@ -286,14 +291,14 @@ class Dispatcher:
             )
             return False
         workers = self.executor._max_workers
-        if len(stuck) >= workers or self._queued() >= workers * self.max_queued_per_worker:
+        full = self._queued() >= workers * self.max_queued_commands_per_worker
+        if len(stuck) >= workers or full:
             self.host.say(message.reply_target, f"{source.nick}: busy, try again in a moment")
             return False
         return True
 
     def _queued(self) -> int:
-        with self._lock:
-            return sum(1 for r in self._running.values() if r.pooled and not r.began)
+        return self._waiting  # an int read: no lock needed for a limit
 
     def _context(self, module: str, nick: str, channel: str | None, admin: bool) -> CallContext:
         return CallContext(
@@ -334,18 +339,23 @@ class Dispatcher:
         )
         with self._lock:
             self._running[call_id] = running
+            self._waiting += pooled
             self._arm(running)
         executor = self.executor if pooled else self.builtin_executor
         try:
             running.future = executor.submit(self._run, call_id, running, job)
         except RuntimeError:  # executor shut down: we are stopping
+            with self._lock:
+                self._waiting -= pooled
             self._done(call_id, job.module)
 
     def _queue_limit(self) -> int:
         return self.executor._max_workers * self.max_queued_per_worker
 
     def _run(self, call_id: int, running: Running, job: Job) -> None:
-        running.began = True
+        with self._lock:
+            running.began = True
+            self._waiting -= running.pooled
         if running.stuck:  # timed out while it waited for a worker; the user was told
             log.warning("%s for %s not run: it waited past its timeout", job.name, running.nick)
             self._done(call_id, job.module)

@@ -350,7 +350,7 @@ class Reloader:
             return None
         label = self.runner.label
         where = self.runner.where_now()
-        doing = f", in {label}" if label else ""
+        doing = f", in {label}" if label else f", {busy.what}"
         at = f" at {where}" if where and label else ""
         return f"a reload is still running (since {time.monotonic() - busy.since:.0f} s{doing}{at})"
 
@@ -385,8 +385,10 @@ class Reloader:
         self, what: str, operation: Callable[[], ReloadReport], *, wait: bool = False
     ) -> ReloadReport:
         with self._turn:
-            if wait:
-                self._turn.wait_for(lambda: self._busy is None or self._closed)
+            if wait:  # at most as long as the running one can take
+                config = self.host.config
+                longest = config.reload_timeout + config.command_timeout + ROLLBACK_SECONDS
+                self._turn.wait_for(lambda: self._busy is None or self._closed, longest)
             if self._closed:
                 return ReloadReport(errors=["the bot is shutting down"], busy=True)
             if self._busy is not None:
@@ -666,15 +668,13 @@ class Reloader:
             for loaded in old:
                 self._handle(loaded).pause()
                 undo.paused.append(loaded)
-            wait = min(self.host.config.command_timeout, deadline - time.monotonic())
+            drained = min(time.monotonic() + self.host.config.command_timeout, deadline)
             for loaded in old:
-                if not loaded.activity.wait_idle(wait):
+                if not loaded.activity.wait_idle(drained - time.monotonic()):
                     log.warning(
-                        "%s: %d call(s) still running on the old version after %.3g s;"
-                        " tearing it down anyway",
+                        "%s: %d call(s) still running on the old version; tearing it down anyway",
                         loaded.name,
                         loaded.activity.running,
-                        wait,
                     )
             for loaded in old:
                 self._teardown(loaded, deadline)

@@ -250,3 +250,46 @@ def test_no_import_cycle_in_bot() -> None:
     assert not cycles, " -> ".join(cycles[0])
     # the built-ins talk to a narrow protocol, not to the App
     assert "app" not in graph["builtins"] and "app" not in graph["reloader"]
+
+
+# -- a full pool: the queue is bounded ------------------------------------------------------
+
+BLOCKS_AND_LISTENS = '''
+import threading
+
+from bot.api import command, on_message
+
+GATE = threading.Event()
+
+
+@command
+def block(ctx, args):
+    """block -- holds a worker until the test lets go"""
+    GATE.wait(10)
+    return "unblocked"
+
+
+@on_message(r"^chatter")
+def hear(ctx, match):
+    return None
+'''
+
+
+def test_calls_waiting_for_a_worker_are_bounded(
+    make: Callable[..., App], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr("bot.dispatch.Dispatcher.max_queued_per_worker", 5)
+    monkeypatch.setattr("bot.dispatch.Dispatcher.max_queued_commands_per_worker", 5)
+    app = started(make, {"b.py": BLOCKS_AND_LISTENS}, workers=1, command_rate={"per_user": 1000})
+    gate = app.registry.modules["b"].module.GATE
+    try:
+        send(app, "!block", admin=False)
+        wait_until(lambda: app.dispatcher._queued() == 0, what="the worker to take the call")
+        for n in range(50):
+            send(app, f"chatter {n}", nick=f"u{n}", admin=False)
+        assert app.dispatcher._queued() == 5  # listeners beyond the bound are dropped
+        assert "workers busy: dropped 1 listener/timer call(s)" in caplog.text
+        assert say(app, "!block", nick="late", admin=False) == ["late: busy, try again in a moment"]
+    finally:
+        gate.set()
+    wait_until(lambda: not app.dispatcher.running(), what="the queue to drain")
