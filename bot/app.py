@@ -27,6 +27,7 @@ from bot.message import Message, Source
 from bot.outbox import Outbox, OutboxError
 from bot.registry import Live, Registry
 from bot.reloader import Reloader, ReloadReport
+from bot.runner import CpuFollower
 from bot.storage import ModuleState, Storage
 
 if TYPE_CHECKING:
@@ -193,6 +194,9 @@ class App:
         A file saved between the first load and the watcher's start raises no event:
         compare the folder with what is loaded once the watcher is running.
         """
+        # Module code runs on the reload's runner thread while the reload waits: keep
+        # both on one CPU (see CpuFollower). It imports ctypes: off the way to connecting.
+        self.reloader.runner.cpu_follower = CpuFollower.make()
         try:
             with self._lock:
                 if self._closed:

@@ -502,16 +502,32 @@ class Loader:
     def __init__(self, folder: Path, namespace: str = "commands") -> None:
         self.folder = CommandsDir(folder)
         self.namespace = namespace
+        self._sources: dict[str, SourceFile] = {}  # module -> the last file read for it
 
     def source(self, name: str) -> SourceFile | None:
-        """Read and inspect the file of module ``name``; None if there is no such file."""
+        """Read and inspect the file of module ``name``; None if there is no such file.
+
+        The last file read for each module is kept with its code: when the file still
+        holds exactly those bytes (``CommandsDir.holds``), they are not parsed and
+        compiled again. Content decides, so this can never run stale code; each
+        load still executes into a fresh module object.
+        """
         path = self.folder.file_for(name)
         if path is None:
             return None
+        known = self._sources.get(name)
+        compiled = known is not None and known.path == path and known.code is not None
+        if compiled and self.folder.holds(path, known.data):  # type: ignore[union-attr]
+            return known
         try:
             data = self.folder.read(path)
         except OSError:
             return None
+        source = self._inspect(name, path, data)
+        self._sources[name] = source
+        return source
+
+    def _inspect(self, name: str, path: Path, data: bytes) -> SourceFile:
         tree = None
         if may_import_siblings(data, self.namespace):
             try:

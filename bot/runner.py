@@ -13,6 +13,7 @@ afterwards reaches the caller.
 from __future__ import annotations
 
 import itertools
+import os
 import queue
 import sys
 import threading
@@ -24,7 +25,7 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["Abandoned", "Location", "Overrun", "Runner"]
+__all__ = ["Abandoned", "CpuFollower", "Location", "Overrun", "Runner"]
 
 
 class Abandoned(BaseException):
@@ -113,6 +114,7 @@ class Runner:
         self._count = itertools.count(1)
         self.label: str | None = None  # what runs now, for "a reload is still running"
         self.abandoned = 0  # threads left behind so far
+        self.cpu_follower: CpuFollower | None = None  # see CpuFollower
 
     def call(self, label: str, fn: Callable[[], T], timeout: float) -> T:
         """``fn()``'s result, or what it raised; Overrun if it runs past ``timeout`` s."""
@@ -121,6 +123,8 @@ class Runner:
             worker = self._worker = _Worker(f"{self._name}-{next(self._count)}", self._lock)
         call: _Call[T] = _Call(fn)
         self.label = label
+        if self.cpu_follower is not None:
+            self.cpu_follower.follow(worker.thread.native_id)
         try:
             worker.queue.put(call)  # type: ignore[arg-type]
             if not call.done.wait(max(0.0, timeout)):
@@ -161,6 +165,48 @@ class Runner:
         worker, self._worker = self._worker, None
         if worker is not None:
             worker.queue.put(None)
+
+
+class CpuFollower:
+    """Moves threads that are about to be woken to the CPU their waker runs on.
+
+    On a machine with few CPUs, waking a thread that sleeps on another CPU costs a
+    cross-CPU wake-up: measured 45-64 us for a call to another thread and back on a
+    2-vCPU machine, 8 us when the thread was moved to the caller's CPU first.
+    Linux only; elsewhere (or where a container forbids it) ``make`` returns None.
+    """
+
+    def __init__(self) -> None:
+        import ctypes  # ~3 ms to import: make one off the way to connecting
+
+        self._cpu_now = ctypes.CDLL(None, use_errno=True).sched_getcpu
+        self._cpu_now.restype = ctypes.c_int
+        self._cpu_now.argtypes = []
+        self._placed: dict[int, int] = {}  # native thread id -> CPU it is pinned to
+        os.sched_getaffinity(0)  # AttributeError where the platform has no affinity
+
+    @classmethod
+    def make(cls) -> CpuFollower | None:
+        try:
+            return cls()
+        except (OSError, AttributeError, ImportError):
+            return None
+
+    def follow(self, *threads: int | None) -> None:
+        """Pin ``threads`` (native ids) to the calling thread's CPU, if not there yet."""
+        cpu = self._cpu_now()
+        if cpu < 0:
+            return
+        for tid in threads:
+            if tid is None or self._placed.get(tid) == cpu:
+                continue
+            try:
+                os.sched_setaffinity(tid, {cpu})
+            except OSError:
+                continue  # gone, or forbidden: the wake-up only takes longer
+            if len(self._placed) > 64:  # threads that ended: forget them
+                self._placed.clear()
+            self._placed[tid] = cpu
 
 
 def _describe(frame: FrameType, folder: Path) -> Location:

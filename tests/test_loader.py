@@ -145,6 +145,33 @@ def test_an_old_listing_of_the_folder_is_reused_until_an_entry_changes(
     assert list(folder.scan()) == ["b"]
 
 
+def test_unchanged_bytes_are_not_compiled_again_and_changed_ones_are(
+    make: Callable[..., App], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = make({"a.py": command_module("a", reply='"one"')})
+    assert app.load_all().ok
+    compiled: list[str] = []
+    real_compile = compile
+
+    def counting(source: Any, filename: str, *args: Any, **kwargs: Any) -> Any:
+        compiled.append(Path(filename).name)
+        return real_compile(source, filename, *args, **kwargs)
+
+    monkeypatch.setattr(bot.loader, "compile", counting, raising=False)
+    first = module(app, "a")
+    assert app.reload(["a"]).reloaded == ["a"]
+    assert compiled == []  # the same bytes: the same code, executed into a new module
+    assert module(app, "a") is not first
+
+    path = commands_dir(app) / "a.py"
+    before = os.stat(path)
+    path.write_text(command_module("a", reply='"two"'))  # same size, mtime put back
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert app.reload(["a"]).reloaded == ["a"]
+    assert compiled == ["a.py"]
+    assert say(app, "!a") == ["two"]
+
+
 def test_a_file_changed_just_before_it_was_read_is_compared_by_content(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
