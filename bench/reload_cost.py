@@ -23,7 +23,7 @@ sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
 from inproc import local_app  # noqa: E402
 
-import bot.loader  # noqa: E402
+import bot.folder  # noqa: E402
 from bot.config import parse_config  # noqa: E402
 
 CONFIG = """\
@@ -46,7 +46,7 @@ def main() -> None:
         shutil.copytree(REPO / "commands", base / "commands")
         # A file changed less than RACY_NS before it is read is always compared by
         # content; deployed modules are older than that. (Absent before 2026-11-23.)
-        time.sleep(getattr(bot.loader, "RACY_NS", 0) / 1e9 + 0.1)
+        time.sleep(bot.folder.RACY_NS / 1e9 + 0.1)
         app, network = local_app(parse_config(CONFIG, base_dir=base))
         gc.freeze()
         try:

@@ -37,7 +37,7 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]
 import driver  # noqa: E402
 import peers  # noqa: E402
 
-import bot.loader as bot_loader  # noqa: E402
+from bot.folder import RACY_NS  # noqa: E402
 from bot.ircd import Ngircd  # noqa: E402
 
 
@@ -216,7 +216,7 @@ def reload_helper_module(
 ) -> list[float]:
     """``!load`` it once older than our loader's "racily clean" window (as deployed files
     are, see bench_fifty), then ``!reload NAME`` of it: a warm-up and ``count`` timed."""
-    time.sleep(max(0.0, written + getattr(bot_loader, "RACY_NS", 0) / 1e9 + 0.1 - time.monotonic()))
+    time.sleep(max(0.0, written + RACY_NS / 1e9 + 0.1 - time.monotonic()))
     text = admin_command(admin, kind, f"!load {kind.helper_module}")[1]
     if kind.helper_module not in text:
         raise RuntimeError(f"{kind.name}: !load {kind.helper_module} answered {text!r}")
@@ -287,6 +287,7 @@ def bench_running(
         time.sleep(0.5)
 
         reloads = []
+        admin_command(admin, kind, kind.reload_one)  # warm-up, as for the helper row
         for _ in range(sizes.reload_one):
             dt, text = admin_command(admin, kind, kind.reload_one)
             reloads.append(dt)
@@ -451,9 +452,9 @@ def bench_fifty(
             path.unlink()
     for i in range(sizes.fifty - 1):
         (commands / f"gen{i:02d}.py").write_text(peers.GENERATED_MODULE.format(i=i, version=0))
-    # Deployed modules are older than the bot's "racily clean" window (bot/loader.py):
+    # Deployed modules are older than the bot's "racily clean" window (bot/folder.py):
     # a file changed within it is compared by content on every !reload, not by stat.
-    time.sleep(getattr(bot_loader, "RACY_NS", 0) / 1e9 + 0.1)
+    time.sleep(RACY_NS / 1e9 + 0.1)
     try:
         bot.start(observer)
         (admin,) = driver.connect_all(server.host, server.port, [peers.ADMIN])

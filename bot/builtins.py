@@ -13,7 +13,7 @@ from typing import Protocol
 
 from bot.api import CommandError, CommandSpec, Context
 from bot.dispatch import Running
-from bot.loader import IDENTIFIER_HINT, is_module_name
+from bot.folder import IDENTIFIER_HINT, is_module_name
 from bot.registry import Registry
 
 

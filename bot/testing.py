@@ -219,7 +219,7 @@ class CommandBot:
         Raises ModuleLoadError with the loader's messages if the module does not load.
         """
         from bot.app import App
-        from bot.loader import IDENTIFIER_HINT, is_module_name
+        from bot.folder import IDENTIFIER_HINT, is_module_name
 
         file = Path(path).absolute()
         if file.suffix != ".py" or not file.is_file():

@@ -19,9 +19,11 @@ from typing import Any
 import pytest
 from helpers import app_factory, commands_dir, edit, module, namespace_modules, say, write
 
+import bot.folder
 import bot.loader
 from bot.app import App
-from bot.loader import CommandsDir, Loader, LoadFailed, inspect_source
+from bot.folder import CommandsDir, inspect_source
+from bot.loader import Loader, LoadFailed
 
 
 @pytest.fixture
@@ -110,7 +112,7 @@ def test_a_file_read_long_after_its_last_change_is_checked_by_a_stat(
 ) -> None:
     path = tmp_path / "a.py"
     path.write_bytes(b"x = 1\n")
-    later = os.stat(path).st_ctime_ns + bot.loader.RACY_NS + 1
+    later = os.stat(path).st_ctime_ns + bot.folder.RACY_NS + 1
     folder = CommandsDir(tmp_path, clock=lambda: later)
     source = folder.read(path)
     reads = _reads(folder, monkeypatch)
@@ -131,7 +133,7 @@ def test_an_old_listing_of_the_folder_is_reused_until_an_entry_changes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "a.py").write_bytes(b"x = 1\n")
-    later = os.stat(tmp_path).st_ctime_ns + bot.loader.RACY_NS + 1
+    later = os.stat(tmp_path).st_ctime_ns + bot.folder.RACY_NS + 1
     folder = CommandsDir(tmp_path, clock=lambda: later)
     assert list(folder.scan()) == ["a"]
     listed: list[object] = []
@@ -183,7 +185,7 @@ def test_a_file_changed_just_before_it_was_read_is_compared_by_content(
     source = folder.read(path)
     reads = _reads(folder, monkeypatch)
     frozen = os.stat(path)
-    monkeypatch.setattr(bot.loader.os, "stat", lambda p, *a, **k: frozen)  # same stamp
+    monkeypatch.setattr(bot.folder.os, "stat", lambda p, *a, **k: frozen)  # same stamp
 
     assert folder.holds(path, source)
     path.write_bytes(b"x = 2\n")
@@ -194,7 +196,7 @@ def test_a_file_changed_just_before_it_was_read_is_compared_by_content(
 def test_reload_of_all_with_every_stamp_trusted_still_sees_a_same_size_edit(
     make: Callable[..., App], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(bot.loader, "RACY_NS", -(10**18))  # every file counts as old
+    monkeypatch.setattr(bot.folder, "RACY_NS", -(10**18))  # every file counts as old
     old, new = command_module("a", reply='"one"'), command_module("a", reply='"two"')
     assert len(old) == len(new)
     app = make({"a.py": old, "b.py": command_module("b")})

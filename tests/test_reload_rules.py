@@ -293,3 +293,38 @@ def test_calls_waiting_for_a_worker_are_bounded(
     finally:
         gate.set()
     wait_until(lambda: not app.dispatcher.running(), what="the queue to drain")
+
+
+LOOKS_HARMLESS = '''
+import time
+
+from bot.api import command
+
+
+class Lazy:
+    def __getattr__(self, name):  # looking at it hangs
+        time.sleep(30)
+
+
+proxy = Lazy()
+
+
+@command
+def harmless(ctx, args):
+    """harmless -- or is it"""
+    return "ok"
+'''
+
+
+def test_a_global_that_hangs_when_looked_at_cannot_wedge_the_reload(
+    make: Callable[..., App],
+) -> None:
+    app = started(make, {"echo.py": ECHO}, reload_timeout=0.5)
+    edit(app, "lazy.py", LOOKS_HARMLESS)
+    report = app.load("lazy")
+    assert not report.ok
+    (error,) = report.errors
+    assert error.startswith("commands/lazy.py:") and "still running after 0.5 s" in error
+    assert say(app, "!echo fine") == ["fine"]
+    edit(app, "lazy.py", LOOKS_HARMLESS.replace("time.sleep(30)", "raise AttributeError(name)"))
+    assert app.load("lazy").loaded == ["lazy"]
