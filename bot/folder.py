@@ -53,6 +53,8 @@ class CommandsDir:
 
     def __init__(self, path: Path, clock: Callable[[], int] = time.time_ns) -> None:
         self.path = Path(path).resolve()
+        self._text = os.fspath(self.path)
+        self._paths: dict[str, Path] = {}  # module name -> its file's path (valid names only)
         self._clock = clock
         # path -> (stamp, bytes): the file had these bytes while it had this stamp.
         self._known: dict[str, tuple[_Stamp, bytes]] = {}
@@ -99,9 +101,11 @@ class CommandsDir:
         Symlinks are allowed only when they resolve inside the folder, so nothing
         outside ``commands/`` can ever be loaded.
         """
-        if not is_module_name(name):
-            return None
-        candidate = self.path / f"{name}.py"
+        candidate = self._paths.get(name)
+        if candidate is None:
+            if not is_module_name(name):
+                return None
+            candidate = self._paths[name] = self.path / f"{name}.py"  # pathlib is not free
         try:
             mode = os.lstat(candidate).st_mode
         except OSError:
@@ -176,9 +180,10 @@ class CommandsDir:
 
     def display(self, path: Path) -> str:
         """A short name for messages: ``commands/dice.py``."""
+        text = os.fspath(path)
+        if os.path.dirname(text) == self._text:  # the usual case: no Path, no syscall
+            return f"{self.path.name}/{os.path.basename(text)}"
         path = Path(path)
-        if path.parent == self.path:  # the usual case; resolving costs a syscall per part
-            return f"{self.path.name}/{path.name}"
         try:
             return f"{self.path.name}/{Path(path).resolve().relative_to(self.path)}"
         except ValueError:
