@@ -22,6 +22,7 @@ and the old versions are set up again.
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import threading
@@ -325,7 +326,8 @@ class Reloader:
             return self._apply(want, set(names))
         folder = self.loader.folder
         on_disk, skipped = folder.scan_all()
-        fresh, gone = set(), set()
+        fresh: set[str] = set()
+        gone: set[str] = set()
         for name, loaded in current.items():
             if name not in on_disk:
                 # A deleted helper runs again: its importers fail, and nothing changes.
@@ -590,10 +592,9 @@ class Reloader:
             for loaded in reversed(undo.set_up):
                 self._teardown(loaded, deadline)
             for name, version, snapshot in reversed(undo.migrated):
+                restore = functools.partial(self._restore, name, version, snapshot)
                 self.runner.call(
-                    f"putting back the state of {name}",
-                    lambda n=name, v=version, s=snapshot: self._restore(n, v, s),
-                    deadline - time.monotonic(),
+                    f"putting back the state of {name}", restore, deadline - time.monotonic()
                 )
             for loaded in [] if self._closed else undo.torn_down:
                 self._handle(loaded).torn_down = False
