@@ -71,9 +71,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.check:
         return check(config)
-    if args.demo:
-        return demo(config)
-    return run(config)
+    # the demo stops its IRC server before the process may exit
+    status = demo(config) if args.demo else run(config)
+    _leave_stuck_threads_behind()
+    return status
 
 
 class _Formatter(logging.Formatter):
@@ -243,7 +244,6 @@ def run(config: Config, overlay: Callable[[Config], Config] | None = None) -> in
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
     app.run()
-    _leave_stuck_threads_behind()
     return 0
 
 

@@ -741,3 +741,45 @@ def test_sigterm_with_nothing_stuck_exits_at_once_and_quietly(
     assert process.returncode == 0, log
     assert took < 1.5, f"took {took:.1f} s to exit:\n{log}"  # no thread waited for
     assert "still running" not in log, log
+
+
+def test_the_demo_stops_its_server_even_when_a_command_is_stuck(tmp_path) -> None:
+    (tmp_path / "commands").mkdir()
+    (tmp_path / "commands" / "echo.py").write_text(ECHO)
+    (tmp_path / "commands" / "stuck.py").write_text(STUCK_EVERYWHERE)
+    (tmp_path / "config.yaml").write_text(
+        'server: {host: 127.0.0.1}\nnick: demobot\nchannels: ["#demo"]\nprefix: "!"\n'
+        'admins: ["nobody!*@nowhere.example"]\ncommands_dir: commands\nstate_db: null\n'
+    )
+    repo = Path(__file__).resolve().parents[1]
+    log_path = tmp_path / "demo.log"
+    with open(log_path, "w") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bot", "--config", "config.yaml", "--demo"],
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(repo)},
+            stdout=subprocess.DEVNULL,
+            stderr=log_file,
+        )
+    try:
+        deadline = time.monotonic() + 15
+        while not (found := re.search(r"running on 127\.0\.0\.1:(\d+)", log_path.read_text())):
+            assert time.monotonic() < deadline and process.poll() is None, log_path.read_text()
+            time.sleep(0.05)  # poll interval
+        port = int(found[1])
+        from ircclient import IrcClient
+
+        client = IrcClient("127.0.0.1", port, "visitor").connect(10)
+        try:
+            wait_answering(client, "#demo", log_path)
+            client.privmsg("#demo", "!stuck")
+            took = stop_process(process)
+        finally:
+            client.close()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert took < 10, log_path.read_text()
+    with socket.socket() as probe:  # the demo's ngircd is gone with it
+        assert probe.connect_ex(("127.0.0.1", port)) != 0, "the demo left its IRC server running"
