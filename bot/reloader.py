@@ -200,7 +200,9 @@ class Reloader:
         # Modules found on their own (start-up, !reload, the watcher); None: all. The
         # test plugin's bot serves one module of a folder that may hold others.
         self.scope: set[str] | None = None
-        self._skips_reported: set[str] = set()
+        # Skipped files already logged, and already told to each audience.
+        self._skips_logged: set[str] = set()
+        self._skips_told: dict[str, set[str]] = {}
         self._collect_pending = False
 
     @property
@@ -300,7 +302,7 @@ class Reloader:
 
     def _load_all(self) -> ReloadReport:
         on_disk, skipped = self.loader.folder.scan_all()
-        skips = self._new_skips(skipped)
+        skips = self._new_skips(skipped, "start")
         want = {n for n in on_disk if not self._kept_out(n)} | self._command_modules()
         errors: list[str] = []
         while True:
@@ -336,7 +338,7 @@ class Reloader:
                 fresh.add(name)
         new = {n for n in on_disk if n not in current and not self._kept_out(n)}
         report = self._apply((want - gone) | new, fresh | new)
-        report.skipped = self._new_skips(skipped)
+        report.skipped = self._new_skips(skipped, "!reload")
         return report
 
     def _load(self, name: str) -> ReloadReport:
@@ -386,7 +388,7 @@ class Reloader:
             elif loaded is None and exists and not self._kept_out(name):
                 want.add(name)
                 fresh.add(name)
-        skips = self._new_skips(folder.scan_all()[1])
+        skips = self._new_skips(folder.scan_all()[1], "watcher")
         if want == before and not fresh:
             return ReloadReport(unchanged=len(current), skipped=skips)
         report = self._apply(want, fresh)
@@ -399,14 +401,17 @@ class Reloader:
             return True
         return name.startswith("_") or name in self._unloaded_by_admin
 
-    def _new_skips(self, skipped: Iterable[object]) -> list[str]:
-        """Skipped files not reported before: logged once, and returned for the reply."""
+    def _new_skips(self, skipped: Iterable[object], audience: str) -> list[str]:
+        """Skipped files ``audience`` (``!reload`` replies, the watcher's notices) was
+        not told of yet; each is logged once. A file fixed and broken again is news."""
         texts = [str(s) for s in skipped]
-        new = [t for t in texts if t not in self._skips_reported]
-        for text in new:
-            log.warning("%s", text)
-        self._skips_reported = set(texts)  # a file fixed and broken again is news again
-        return new
+        for text in texts:
+            if text not in self._skips_logged:
+                log.warning("%s", text)
+        self._skips_logged = set(texts)
+        told = self._skips_told.get(audience, set())
+        self._skips_told[audience] = set(texts)
+        return [t for t in texts if t not in told]
 
     def _graph_on_disk(self) -> dict[str, frozenset[str]]:
         graph = {}

@@ -328,3 +328,14 @@ def test_a_global_that_hangs_when_looked_at_cannot_wedge_the_reload(
     assert say(app, "!echo fine") == ["fine"]
     edit(app, "lazy.py", LOOKS_HARMLESS.replace("time.sleep(30)", "raise AttributeError(name)"))
     assert app.load("lazy").loaded == ["lazy"]
+
+
+def test_a_skipped_file_the_watcher_saw_is_still_news_to_reload(make: Callable[..., App]) -> None:
+    app = started(make, {"echo.py": ECHO})
+    edit(app, "my-cmd.py", ECHO)
+    assert app.sync_with_disk({"my-cmd"}).skipped  # the watcher's notice names it
+    assert app.reload().skipped == [
+        "commands/my-cmd.py: not loaded: module names are file stems made of letters, digits"
+        " and '_', like 'dice' (rename it to my_cmd.py)"
+    ]
+    assert app.reload().skipped == []
