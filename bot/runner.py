@@ -118,6 +118,8 @@ class Runner:
 
     def call(self, label: str, fn: Callable[[], T], timeout: float) -> T:
         """``fn()``'s result, or what it raised; Overrun if it runs past ``timeout`` s."""
+        if timeout <= 0:  # the deadline passed before this call: do not start it
+            raise Overrun(label, None, 0.0)
         worker = self._worker
         if worker is None or not worker.thread.is_alive():
             worker = self._worker = _Worker(f"{self._name}-{next(self._count)}", self._lock)

@@ -58,3 +58,13 @@ def test_a_blocking_call_is_left_behind_and_later_calls_get_a_new_thread(tmp_pat
     assert runner.abandoned == 1
     assert runner.call("next", lambda: 42, timeout=1) == 42  # not queued behind the stuck one
     release.set()
+
+
+def test_a_call_whose_deadline_has_passed_does_not_start(tmp_path: Path) -> None:
+    runner = Runner(tmp_path)
+    ran: list[int] = []
+    with pytest.raises(Overrun) as overrun:
+        runner.call("too late", lambda: ran.append(1), timeout=0)
+    assert ran == [] and overrun.value.where is None
+    assert runner.abandoned == 0  # the idle thread was not given up for nothing
+    assert runner.call("in time", lambda: 7, timeout=5) == 7
