@@ -22,6 +22,7 @@ from bot.builtins import Builtins
 from bot.config import Config, ConfigError, diff, load_config
 from bot.connection import Backoff, Connection, ConnectionSettings
 from bot.dispatch import Dispatcher, Running
+from bot.isolated import Isolation
 from bot.loader import Loader
 from bot.message import Message, Source
 from bot.outbox import Outbox, OutboxError
@@ -101,7 +102,10 @@ class App:
         )
         self.live = Live(Registry.build({}, ()))
         self.dispatcher = Dispatcher(self, self.live, self.executor)
+        self.isolation = Isolation(self, config.isolate, config.isolate_memory_mb)
+        self._configure_isolation(config)
         self.reloader = Reloader(self.loader, self.live, self, self.dispatcher.run_timer)
+        self.reloader.isolation = self.isolation
         self.reloader.set_builtins(Builtins(self).specs())
         self.reloader.scope = None if only is None else set(only)
         self.connection: Transport = transport(
@@ -224,6 +228,7 @@ class App:
         for watcher in (self._commands_watcher, self._config_watcher):
             if watcher is not None:
                 watcher.stop(timeout=1.0)
+        self.isolation.close()
         if not self.storage.close(timeout=1.0):
             log.warning("state database not closed: a call still holds it")
         ns = self.namespace
@@ -306,6 +311,7 @@ class App:
                 self.connection.change_nick(new.nicks)
             if new.watch != old.watch:
                 self.watch_commands(new.watch)
+            self._configure_isolation(new)  # modules move in or out on their next reload
             # Server and SASL settings are read at the next connect; the rest apply now.
             self.connection.update_settings(_settings(new))
             logging.getLogger().setLevel(new.log_level)
@@ -313,6 +319,13 @@ class App:
 
     def reconnect(self) -> None:
         self.connection.reconnect("Reconnecting (asked by an admin)")
+
+    def _configure_isolation(self, config: Config) -> None:
+        isolation = self.isolation
+        isolation.patterns = config.isolate
+        isolation.memory_mb = config.isolate_memory_mb
+        isolation.command_timeout = config.command_timeout
+        isolation.hook_timeout = config.reload_timeout
 
 
 def _settings(config: Config) -> ConnectionSettings:

@@ -93,6 +93,8 @@ class Config:
     rate_limit: RateLimit = field(default_factory=RateLimit)
     command_timeout: float = 10.0
     reload_timeout: float = 30.0
+    isolate: tuple[str, ...] = ()  # module names or globs run in worker processes
+    isolate_memory_mb: int = 512
     workers: int = 8
     sasl: SaslConfig | None = None
     command_rate: CommandRate = field(default_factory=CommandRate)
@@ -172,6 +174,15 @@ def _nick(key: str, value: Any) -> str:
 def _channel(key: str, value: Any) -> str:
     ok = isinstance(value, str) and bool(_CHANNEL.fullmatch(value))
     _expect(ok, key, "a channel name like '#bot' (quote it: # starts a YAML comment)", value)
+    return str(value)
+
+
+_MODULE_GLOB = re.compile(r"[A-Za-z0-9_*?\[\]!]{1,64}")
+
+
+def _module_glob(key: str, value: Any) -> str:
+    ok = isinstance(value, str) and _MODULE_GLOB.fullmatch(value) is not None
+    _expect(ok, key, "a module name or a glob such as 'weather' or '*'", value)
     return str(value)
 
 
@@ -280,6 +291,10 @@ def _build(raw: dict[str, Any], base_dir: Path) -> Config:
         "rate_limit": _rate_limit(raw.get("rate_limit", {})),
         "command_timeout": _number("command_timeout", raw.get("command_timeout", 10), 0.1, 3600),
         "reload_timeout": _number("reload_timeout", raw.get("reload_timeout", 30), 0.1, 3600),
+        "isolate": each("isolate", _module_glob),
+        "isolate_memory_mb": _int(
+            "isolate_memory_mb", raw.get("isolate_memory_mb", 512), 32, 65536
+        ),
         "workers": _int("workers", raw.get("workers", 8), 1, 256),
         "sasl": _sasl(raw.get("sasl")),
         "command_rate": _command_rate(raw.get("command_rate", {})),

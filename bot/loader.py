@@ -24,6 +24,7 @@ the ``run`` callable a transaction is given, so the caller can bound it.
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import importlib.abc
 import importlib.machinery
@@ -32,12 +33,13 @@ import linecache
 import os
 import sys
 import threading
+import time
 import traceback
 import types
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from bot.api import CommandSpec, ListenerSpec, command_spec, listener_specs
 from bot.folder import (
@@ -145,6 +147,25 @@ class SourceFile:
         return self.code
 
 
+def in_import_order(sources: dict[str, SourceFile]) -> list[SourceFile]:
+    """``sources`` with each module after the modules it imports (a cycle: any order)."""
+    order: list[SourceFile] = []
+    placed: set[str] = set()
+
+    def place(name: str, path: frozenset[str]) -> None:
+        if name in placed or name in path or name not in sources:
+            return
+        for dependency in sorted(sources[name].imports):
+            place(dependency, path | {name})
+        if name not in placed:
+            placed.add(name)
+            order.append(sources[name])
+
+    for name in sorted(sources):
+        place(name, frozenset())
+    return order
+
+
 # -- the import machinery ------------------------------------------------------
 
 
@@ -180,6 +201,62 @@ class _CompileLoader(importlib.abc.Loader):
         """Line ``lineno`` of the text this version ran."""
         lines = self.source.decode("utf-8", "replace").splitlines()
         return lines[lineno - 1] if 0 < lineno <= len(lines) else None
+
+
+class Isolate(Protocol):
+    """Runs some modules in worker processes (see ``bot.isolated``)."""
+
+    def wants(self, name: str) -> bool: ...
+
+    def load_into(
+        self,
+        module: types.ModuleType,
+        name: str,
+        folder: str,
+        namespace: str,
+        sources: dict[str, tuple[str, bytes]],
+        timeout: float,
+    ) -> None: ...
+
+
+#: A module object may carry this: called when its version is rolled back (a worker
+#: process started for it stops).
+DISCARD = "__reloadbot_discard__"
+
+
+class _IsolatedLoader(importlib.abc.Loader):
+    """Fills a module with forwarders to a worker process that runs the file's code."""
+
+    def __init__(
+        self,
+        source: SourceFile,
+        txn: Transaction,
+        isolate: Isolate,
+        sources: dict[str, tuple[str, bytes]],
+        timeout: float,
+    ) -> None:
+        self.filename = str(source.path)
+        self.source = source.data
+        self._file = source
+        self._txn = txn
+        self._isolate = isolate
+        self._sources = sources
+        self._timeout = timeout
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> None:
+        return None
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        self._txn.started(self._file, module)
+        loader = self._txn.loader
+        self._isolate.load_into(
+            module,
+            self._file.name,
+            str(loader.folder.path),
+            loader.namespace,
+            self._sources,
+            self._timeout,
+        )
 
 
 class _SealedFinder(importlib.abc.MetaPathFinder):
@@ -280,11 +357,12 @@ class Loader:
             data = self.folder.read(path)
         except OSError:
             return None
-        source = self._inspect(name, path, data)
+        source = self.inspect(name, path, data)
         self._sources[name] = source
         return source
 
-    def _inspect(self, name: str, path: Path, data: bytes) -> SourceFile:
+    def inspect(self, name: str, path: Path, data: bytes) -> SourceFile:
+        """``data`` as the source of module ``name`` at ``path``: its sibling imports."""
         tree = None
         if may_import_siblings(data, self.namespace):
             try:
@@ -370,6 +448,8 @@ class Transaction:
         run: Run = _direct,
         *,
         drop: Iterable[str] = (),
+        isolate: Isolate | None = None,
+        deadline: float | None = None,
     ) -> dict[str, LoadedModule]:
         """Execute ``sources`` (helpers before their importers) into fresh modules.
 
@@ -377,8 +457,10 @@ class Transaction:
         modules loaded afterwards; ``reserved`` maps command names taken already
         (built-ins) to who owns them. ``run(label, fn)`` runs each piece of module
         code; ``drop`` are modules of ``current`` that are gone (their importers
-        must not find them). Raises LoadFailed if anything fails (then roll back),
-        Overrun if ``run`` gave up on a piece of module code.
+        must not find them). Modules ``isolate`` wants run in a worker process,
+        which must have loaded by ``deadline`` (a ``time.monotonic()`` value).
+        Raises LoadFailed if anything fails (then roll back), Overrun if ``run``
+        gave up on a piece of module code.
         """
         errors = []
         for source in sources:  # every file compiles, or no code runs at all
@@ -392,7 +474,7 @@ class Transaction:
         finder = _SealedFinder(self, {s.name: s for s in sources})
         sys.meta_path.insert(0, finder)
         try:
-            errors = self._run_bodies(sources, run)
+            errors = self._run_bodies(sources, run, isolate, deadline)
         finally:
             sys.meta_path.remove(finder)
         if errors:
@@ -415,8 +497,15 @@ class Transaction:
         self.modules = _prune_helpers(modules, want)
         return self.modules
 
-    def _run_bodies(self, sources: list[SourceFile], run: Run) -> list[LoadError]:
+    def _run_bodies(
+        self,
+        sources: list[SourceFile],
+        run: Run,
+        isolate: Isolate | None = None,
+        deadline: float | None = None,
+    ) -> list[LoadError]:
         ns = self.loader.namespace
+        given = {s.name: s for s in sources}
         package = sys.modules[ns]
         failed: set[str] = set()
         errors: list[LoadError] = []
@@ -427,37 +516,65 @@ class Transaction:
                 failed.add(source.name)  # its helper failed: reported once, there
                 continue
             fullname = f"{ns}.{source.name}"
+            module_loader: importlib.abc.Loader = _CompileLoader(source, self)
+            if isolate is not None and isolate.wants(source.name):
+                left = (deadline - time.monotonic()) if deadline is not None else 30.0
+                files = self._closure(source, given)
+                module_loader = _IsolatedLoader(source, self, isolate, files, max(0.1, left - 0.2))
             spec = importlib.util.spec_from_file_location(
-                fullname, source.path, loader=_CompileLoader(source, self)
+                fullname, source.path, loader=module_loader
             )
             assert spec is not None and spec.loader is not None
             module = importlib.util.module_from_spec(spec)
             sys.modules[fullname] = module
             label = f"{self.loader.folder.display(source.path)} (at import)"
             body = functools.partial(self._exec, spec.loader, module, source.name)
-            error = run(label, body)
-            if error is not None:
+            failures = run(label, body)
+            if failures:
                 if sys.modules.get(fullname) is module:
                     del sys.modules[fullname]
                 failed.add(source.name)
-                errors.append(error)
+                errors += failures
             else:
                 setattr(package, source.name, module)
         return errors
 
+    def _closure(
+        self, source: SourceFile, given: dict[str, SourceFile]
+    ) -> dict[str, tuple[str, bytes]]:
+        """``source`` and the helpers it imports, directly or not: what a worker executes."""
+        files: dict[str, tuple[str, bytes]] = {}
+        stack = [source.name]
+        while stack:
+            name = stack.pop()
+            if name in files:
+                continue
+            file = given.get(name)
+            loaded = self.current.get(name)
+            if file is not None:
+                files[name] = (str(file.path), file.data)
+                stack += file.imports
+            elif loaded is not None:
+                files[name] = (str(loaded.path), loaded.source)
+                stack += loaded.imports
+        return files
+
     def _exec(self, loader: importlib.abc.Loader, module: types.ModuleType, name: str) -> Any:
         """Run on the caller's ``run``: a module body, then reading its marks (the
         commands and listeners in its globals: looking at them is module code too).
-        Returns its failure as text, or None."""
+        Returns its failures as text (none: it loaded)."""
         try:
             loader.exec_module(module)
             for started, (_, new_module) in list(self._started.items()):
                 if started not in self._marks:  # this one, and any it imported
                     self._marks[started] = _read_marks(started, new_module)
+        except LoadFailed as exc:  # from a worker process: its own file:line errors
+            self._started.pop(name, None)
+            return exc.errors
         except BaseException as exc:  # module code may raise anything, even SystemExit
             self._started.pop(name, None)
-            return self.loader.describe(name, exc, at_import=True)
-        return None
+            return [self.loader.describe(name, exc, at_import=True)]
+        return []
 
     def started(self, source: SourceFile, module: types.ModuleType) -> None:
         """A module's code starts running (called by its loader)."""
@@ -517,6 +634,11 @@ class Transaction:
             if stem in self.execute_names or stem not in self.current:
                 del linecache.cache[key]
         linecache.cache.update(self._lines)
+        for _, module in self._started.values():
+            discard = vars(module).get(DISCARD)
+            if callable(discard):
+                with contextlib.suppress(Exception):
+                    discard()
         self._started.clear()
         self._marks.clear()
         self._finish(self.current)

@@ -34,7 +34,15 @@ from typing import Any, Protocol
 from bot.api import CommandSpec
 from bot.config import Config
 from bot.handles import ModuleHandle, RunTimer
-from bot.loader import LoadedModule, Loader, LoadError, LoadFailed, SourceFile
+from bot.loader import (
+    Isolate,
+    LoadedModule,
+    Loader,
+    LoadError,
+    LoadFailed,
+    SourceFile,
+    in_import_order,
+)
 from bot.registry import Live, Registry
 from bot.runner import Overrun, Runner
 from bot.storage import ModuleState
@@ -144,25 +152,6 @@ def users_of(graph: Mapping[str, Iterable[str]], names: set[str]) -> set[str]:
     return users
 
 
-def _in_import_order(sources: dict[str, SourceFile]) -> list[SourceFile]:
-    """``sources`` with each module after the modules it imports (a cycle: any order)."""
-    order: list[SourceFile] = []
-    placed: set[str] = set()
-
-    def place(name: str, path: frozenset[str]) -> None:
-        if name in placed or name in path or name not in sources:
-            return
-        for dependency in sorted(sources[name].imports):
-            place(dependency, path | {name})
-        if name not in placed:
-            placed.add(name)
-            order.append(sources[name])
-
-    for name in sorted(sources):
-        place(name, frozenset())
-    return order
-
-
 # -- the reloader -------------------------------------------------------------------
 
 
@@ -200,6 +189,7 @@ class Reloader:
         # Modules found on their own (start-up, !reload, the watcher); None: all. The
         # test plugin's bot serves one module of a folder that may hold others.
         self.scope: set[str] | None = None
+        self.isolation: Isolate | None = None  # modules that run in worker processes
         # Skipped files already logged, and already told to each audience.
         self._skips_logged: set[str] = set()
         self._skips_told: dict[str, set[str]] = {}
@@ -465,7 +455,7 @@ class Reloader:
                     and (n in want or n.startswith("_"))
                 }
         errors += self._still_imported(current, want, graph)
-        return _Plan(_in_import_order(sources), want, errors, gone & current.keys())
+        return _Plan(in_import_order(sources), want, errors, gone & current.keys())
 
     def _still_imported(
         self,
@@ -508,6 +498,8 @@ class Reloader:
                     self.live.registry.reserved_names(),
                     self._bounded(deadline),
                     drop=plan.gone,
+                    isolate=self.isolation,
+                    deadline=deadline,
                 )
             except LoadFailed as exc:
                 return _failed(exc.errors, exc.ran)

@@ -1,0 +1,423 @@
+"""The other side of an isolated module: the worker process that runs its code.
+
+Owns everything that happens inside a worker: limits on itself (memory, its own
+process group, dying with its parent), loading one command module (and its
+helpers) from the exact bytes the bot sent, and running its commands,
+listeners, ``setup``/``teardown``/``migrate`` and timers on threads of its own.
+What the module reaches of the bot (``ctx.reply``, ``ctx.state``, ``bot.say``,
+logging) travels back over the one connection as plain tuples. The bot side of
+the connection is ``bot.isolated``; the message shapes are listed there.
+
+A module cannot tell it runs here: it gets the same ``bot.api`` objects.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from bot.api import CommandError
+from bot.loader import Loader, LoadFailed, in_import_order
+
+WORKER_THREADS = 8
+
+
+class _Link:
+    """The worker's end of the connection: thread-safe sends, and requests that wait."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self._send = threading.Lock()
+        self._waiting: dict[int, tuple[threading.Event, list[Any]]] = {}
+        self._ids = iter(range(1, sys.maxsize))
+        self._ids_lock = threading.Lock()
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        with self._send:
+            self.conn.send(message)
+
+    def request(self, kind: str, *args: Any) -> Any:
+        """Send ``(kind, id, *args)`` and wait for the bot's ``("result", id, ok, value)``."""
+        with self._ids_lock:
+            rid = next(self._ids)
+        done: threading.Event = threading.Event()
+        box: list[Any] = []
+        self._waiting[rid] = (done, box)
+        self.send((kind, rid, *args))
+        done.wait()
+        ok, value = box
+        if not ok:
+            raise value
+        return value
+
+    def answer(self, rid: int, ok: bool, value: Any) -> None:
+        entry = self._waiting.pop(rid, None)
+        if entry is not None:
+            entry[1][:] = [ok, value]
+            entry[0].set()
+
+
+class RemoteState(MutableMapping[str, Any]):
+    """``ctx.state`` in a worker: the bot's storage, one request per operation.
+
+    ``transaction()`` holds the bot's transaction for the module from begin to
+    commit; other threads of this worker wait for it, as they would in process.
+    """
+
+    def __init__(self, link: _Link, module: str) -> None:
+        self._link = link
+        self.module = module
+        self._lock = threading.RLock()
+        self._depth = 0
+
+    def _op(self, op: str, *args: Any) -> Any:
+        with self._lock:
+            return self._link.request("state", self.module, op, args)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._op("get", key)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._op("set", key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self._op("del", key)
+
+    def __contains__(self, key: object) -> bool:
+        return bool(self._op("contains", key))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._op("keys"))
+
+    def __len__(self) -> int:
+        return int(self._op("len"))
+
+    def copy(self) -> dict[str, Any]:
+        return dict(self._op("copy"))
+
+    def clear(self) -> None:
+        self._op("clear")
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[RemoteState]:
+        with self._lock:
+            self._op("begin")
+            try:
+                yield self
+            except BaseException:
+                self._op("rollback")
+                raise
+            self._op("commit")
+
+
+class _Context:
+    """The ``Context`` a call receives in a worker (see ``bot.api.Context``)."""
+
+    def __init__(self, link: _Link, rid: int, info: dict[str, Any], state: RemoteState) -> None:
+        self._link = link
+        self._rid = rid
+        self.nick: str = info["nick"]
+        self.channel: str | None = info["channel"]
+        self.bot_nick: str = info["bot_nick"]
+        self.is_admin: bool = info["is_admin"]
+        self.state = state
+        self.log = logging.getLogger(f"commands.{state.module}")
+
+    def reply(self, text: str) -> None:
+        self._link.send(("reply", self._rid, str(text)))
+
+
+class _Handle:
+    """What ``setup(bot)``/``teardown(bot)`` receive in a worker (see ``bot.api.Bot``)."""
+
+    def __init__(self, link: _Link, module: str, state: RemoteState, timers: _Timers) -> None:
+        self._link = link
+        self.module = module
+        self.state = state
+        self.log = logging.getLogger(f"commands.{module}")
+        self._timers = timers
+
+    def say(self, target: str, text: str) -> None:
+        self._link.send(("say", str(target), str(text)))
+
+    def after(self, seconds: float, func: Callable[[], object]) -> _Timer:
+        return self._timers.add(seconds, None, func)
+
+    def every(self, seconds: float, func: Callable[[], object]) -> _Timer:
+        if seconds <= 0:
+            raise ValueError("every() needs a positive interval")
+        return self._timers.add(seconds, seconds, func)
+
+
+class _Timer:
+    def __init__(self, func: Callable[[], object], interval: float | None) -> None:
+        self.func: Callable[[], object] | None = func
+        self.interval = interval
+
+    def cancel(self) -> None:
+        self.func = None
+
+
+class _Timers:
+    """``bot.after``/``bot.every`` in a worker: one thread, calls run on the pool."""
+
+    def __init__(self, pool: ThreadPoolExecutor, on_error: Callable[[str], None]) -> None:
+        self._pool = pool
+        self._on_error = on_error
+        self._due: list[tuple[float, int, _Timer]] = []
+        self._cond = threading.Condition()
+        self._seq = 0
+        self.stopped = False
+        threading.Thread(target=self._run, name="timers", daemon=True).start()
+
+    def add(self, delay: float, interval: float | None, func: Callable[[], object]) -> _Timer:
+        timer = _Timer(func, interval)
+        self._push(time.monotonic() + max(0.0, delay), timer)
+        return timer
+
+    def stop(self) -> None:
+        with self._cond:
+            self.stopped = True
+            for _, _, timer in self._due:
+                timer.cancel()
+            self._due.clear()
+            self._cond.notify_all()
+
+    def _push(self, at: float, timer: _Timer) -> None:
+        import heapq
+
+        with self._cond:
+            self._seq += 1
+            heapq.heappush(self._due, (at, self._seq, timer))
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        import heapq
+
+        while True:
+            with self._cond:
+                while not self._due or self._due[0][0] > time.monotonic():
+                    if self.stopped:
+                        return
+                    wait = self._due[0][0] - time.monotonic() if self._due else None
+                    self._cond.wait(wait)
+                _, _, timer = heapq.heappop(self._due)
+            func = timer.func
+            if func is None:
+                continue
+            if timer.interval is None:
+                timer.cancel()
+            else:
+                self._push(time.monotonic() + timer.interval, timer)
+            self._pool.submit(self._fire, func)
+
+    def _fire(self, func: Callable[[], object]) -> None:
+        try:
+            func()
+        except BaseException as exc:  # module code may raise anything, even SystemExit
+            self._on_error("".join(traceback.format_exception(exc)))
+
+
+class _LogToBot(logging.Handler):
+    """Log records of the worker go to the bot's log, where an operator looks."""
+
+    def __init__(self, link: _Link) -> None:
+        super().__init__()
+        self._link = link
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+            if record.exc_info and record.exc_info[1] is not None:
+                text += "\n" + "".join(traceback.format_exception(record.exc_info[1]))
+            self._link.send(("log", record.name, record.levelno, text))
+        except Exception:
+            self.handleError(record)
+
+
+class Worker:
+    """One loaded module version, serving the bot's requests until told to stop."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.link = _Link(conn)
+        self.pool = ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix="call")
+        self.timers = _Timers(self.pool, lambda text: self._log(logging.ERROR, text))
+        self.module: Any = None
+        self.name = ""
+        self.folder: Path | None = None
+        self.state: RemoteState | None = None
+        self.calls: dict[str, Callable[..., object]] = {}  # key -> function
+        self.patterns: dict[str, re.Pattern[str]] = {}  # listener key -> its pattern
+
+    def _log(self, level: int, text: str) -> None:
+        self.link.send(("log", f"commands.{self.name}", level, text))
+
+    # -- loading --------------------------------------------------------------------------
+
+    def load(
+        self, folder: str, namespace: str, name: str, sources: dict[str, tuple[str, bytes]]
+    ) -> None:
+        """Execute module ``name`` and its helpers from ``sources`` (name -> path, bytes:
+        exactly what the bot read); answer what the module offers."""
+        self.name, self.folder = name, Path(folder)
+        loader = Loader(self.folder, namespace)
+        files = {n: loader.inspect(n, Path(path), data) for n, (path, data) in sources.items()}
+        try:
+            with loader.transaction({}) as txn:
+                modules = txn.execute(in_import_order(files), {name})
+                txn.commit()
+        except LoadFailed as exc:
+            errors = [(e.module, e.file, e.line, e.message) for e in exc.errors]
+            self.link.send(("failed", errors, list(exc.ran)))
+            return
+        loaded = modules[name]
+        self.module = loaded.module
+        self.state = RemoteState(self.link, name)
+        self.link.send(("loaded", self._manifest(loaded)))
+
+    def _manifest(self, loaded: Any) -> dict[str, Any]:
+        commands = []
+        for spec in loaded.commands:
+            key = f"c:{spec.name}"
+            self.calls[key] = spec.func
+            commands.append((key, spec.name, spec.aliases, spec.admin, spec.help))
+        listeners = []
+        for i, spec in enumerate(loaded.listeners):
+            key = f"l:{i}"
+            self.calls[key] = spec.func
+            if spec.pattern is not None:
+                self.patterns[key] = spec.pattern
+            pattern = (spec.pattern.pattern, spec.pattern.flags) if spec.pattern else None
+            label = getattr(spec.func, "__name__", "listener")
+            listeners.append((key, label, pattern, spec.events))
+        namespace = vars(loaded.module)
+        version = namespace.get("STATE_VERSION")
+        return {
+            "commands": commands,
+            "listeners": listeners,
+            "hooks": [h for h in ("setup", "teardown", "migrate") if callable(namespace.get(h))],
+            "state_version": version if isinstance(version, int) else None,
+        }
+
+    # -- calls ----------------------------------------------------------------------------
+
+    def call(self, rid: int, key: str, info: dict[str, Any], arg: Any) -> None:
+        func = self.calls.get(key)
+        assert self.state is not None
+        ctx = _Context(self.link, rid, info, self.state)
+        if key in self.patterns:
+            arg = self.patterns[key].search(arg)  # the Match itself does not travel
+        self.pool.submit(self._run_call, rid, func, ctx, arg)
+
+    def _run_call(self, rid: int, func: Callable[..., object] | None, ctx: Any, arg: Any) -> None:
+        try:
+            if func is None or arg is None:
+                raise LookupError("no such command in this worker")
+            result = func(ctx, arg)
+            lines = _lines(result)
+            self.link.send(("done", rid, lines, None))
+        except CommandError as exc:
+            self.link.send(("done", rid, [], ("CommandError", str(exc), "", "")))
+        except BaseException as exc:  # module code may raise anything, even SystemExit
+            self.link.send(("done", rid, [], self._failure(exc)))
+
+    def _failure(self, exc: BaseException) -> tuple[str, str, str, str]:
+        """(type, first line of the message, file:line, traceback) of an exception."""
+        frames = traceback.extract_tb(exc.__traceback__)
+        inside = [f for f in frames if self.folder and Path(f.filename).parent == self.folder]
+        last = (inside or frames or [None])[-1]
+        where = f"{Path(last.filename).parent.name}/{Path(last.filename).name}:{last.lineno}"
+        try:
+            text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        except Exception:
+            text = "(its message could not be shown)"
+        trace = "".join(traceback.format_exception(exc))
+        return type(exc).__name__, text, where if last else "unknown location", trace
+
+    def hook(self, rid: int, hook: str, args: tuple[Any, ...]) -> None:
+        self.pool.submit(self._run_hook, rid, hook, args)
+
+    def _run_hook(self, rid: int, hook: str, args: tuple[Any, ...]) -> None:
+        assert self.state is not None
+        fn = vars(self.module).get(hook)
+        try:
+            if hook == "migrate":
+                with self.state.transaction() as state:
+                    fn(state, *args)  # type: ignore[misc]
+            else:
+                if hook == "teardown":
+                    self.timers.stop()
+                fn(_Handle(self.link, self.name, self.state, self.timers))  # type: ignore[misc]
+            self.link.send(("done", rid, [], None))
+        except BaseException as exc:  # module code may raise anything, even SystemExit
+            self.link.send(("done", rid, [], self._failure(exc)))
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def serve(self) -> None:
+        while True:
+            try:
+                message = self.link.conn.recv()
+            except (EOFError, OSError):
+                return  # the bot is gone: so are we
+            kind = message[0]
+            if kind == "call":
+                self.call(*message[1:])
+            elif kind == "result":
+                self.link.answer(*message[1:])
+            elif kind == "hook":
+                self.hook(*message[1:])
+            elif kind == "load":
+                self.load(*message[1:])
+            elif kind == "stop":
+                return
+
+
+def _lines(result: Any) -> list[str]:
+    if result is None:
+        return []
+    if isinstance(result, str):
+        return [result]
+    if isinstance(result, bytes):
+        return [result.decode("utf-8", "replace")]
+    return [str(item) for item in result]
+
+
+def _limit_self(memory_mb: int) -> None:
+    """A worker cannot take the machine's memory, outlive the bot, or leave children."""
+    import resource
+
+    if memory_mb > 0:
+        limit = memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    with contextlib.suppress(OSError):
+        os.setpgid(0, 0)  # its own group: the bot kills the group, children included
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+def main(conn: Connection, memory_mb: int) -> None:
+    """The worker process's entry point (run by the forkserver)."""
+    _limit_self(memory_mb)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the bot, which stops us
+    worker = Worker(conn)
+    root = logging.getLogger()
+    root.handlers[:] = [_LogToBot(worker.link)]
+    root.setLevel(logging.INFO)
+    worker.serve()
+    os._exit(0)  # threads the module started do not keep the process alive

@@ -1,0 +1,127 @@
+"""Isolated modules in process: each runs in a worker process, and the bot outlives it.
+
+The App is real (tests/helpers.py); only the transport is a stand-in. The same
+module is tried through IRC in tests/test_irc_isolated.py.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import app_factory, edit, say, wait_until
+
+from bot.app import App
+from bot.isolated import worker_of
+
+ISOLATED = '''
+import os
+
+from bot.api import command, on_message
+
+STATE_VERSION = 1
+
+
+def setup(bot):
+    bot.state["set up in"] = os.getpid()
+
+
+@command
+def where(ctx, args):
+    """where -- the process that runs this module"""
+    ctx.reply("first")
+    with ctx.state.transaction() as state:
+        state["calls"] = state.get("calls", 0) + 1
+    return f"pid {os.getpid()} calls {ctx.state['calls']} {VERSION}"
+
+
+@command
+def crash(ctx, args):
+    """crash -- ends the worker process at once"""
+    os._exit(3)
+
+
+@command
+def fails(ctx, args):
+    """fails -- raises"""
+    raise ValueError("no good")
+
+
+@on_message(r"^ping (\\w+)$")
+def pong(ctx, match):
+    return "pong " + match[1]
+
+
+VERSION = "v1"
+'''
+
+
+@pytest.fixture
+def make(tmp_path: Path) -> Iterator[Callable[..., App]]:
+    with app_factory(tmp_path) as factory:
+        yield factory
+
+
+def isolated_app(make: Callable[..., App], **config: Any) -> App:
+    app = make({"iso.py": ISOLATED}, isolate=["iso"], **config)
+    notices: list[str] = []
+    app.notify = notices.append  # type: ignore[method-assign]
+    app.notices = notices  # type: ignore[attr-defined]
+    report = app.load_all()
+    assert report.ok, report.errors
+    return app
+
+
+def worker_pid(app: App) -> int:
+    version = worker_of(app.registry.modules["iso"].module)
+    assert version is not None
+    return int(version.process.pid)
+
+
+def test_an_isolated_module_runs_in_its_own_process(make: Callable[..., App]) -> None:
+    app = isolated_app(make)
+    pid = worker_pid(app)
+    assert pid != os.getpid()
+    assert say(app, "!where") == ["first", f"pid {pid} calls 1 v1"]
+    assert say(app, "!where") == ["first", f"pid {pid} calls 2 v1"]  # state is the bot's
+    assert app.state_for("iso")["set up in"] == pid  # setup ran in the worker
+    assert say(app, "ping you") == ["pong you"]  # listeners too
+    line = ISOLATED.lstrip("\n").splitlines().index('    raise ValueError("no good")') + 1
+    assert say(app, "!fails") == [f"fails failed: ValueError: no good (commands/iso.py:{line})"]
+
+
+def test_a_worker_that_dies_is_restarted_and_the_bot_goes_on(make: Callable[..., App]) -> None:
+    app = isolated_app(make)
+    first = worker_pid(app)
+    assert say(app, "!crash") == ["crash: the module's worker died (exit code 3); it is restarting"]
+    assert say(app, "!where") == ["where: its worker is restarting, try again in a moment"]
+    wait_until(lambda: say(app, "!where")[:1] == ["first"], what="the restarted worker")
+    assert worker_pid(app) != first
+    assert app.notices == ["iso: its worker died (exit code 3); restarting it in 0.5 s"]
+
+
+def test_a_reload_starts_a_fresh_worker_and_the_old_one_exits(make: Callable[..., App]) -> None:
+    app = isolated_app(make)
+    old = worker_of(app.registry.modules["iso"].module)
+    assert old is not None
+    edit(app, "iso.py", ISOLATED.replace('VERSION = "v1"', 'VERSION = "v2"'))
+    assert app.reload(["iso"]).reloaded == ["iso"]
+    new_pid = worker_pid(app)
+    assert new_pid != old.process.pid
+    assert say(app, "!where")[-1].endswith("v2")
+    wait_until(lambda: not old.process.is_alive(), what="the old worker to exit")
+
+
+def test_a_module_that_fails_to_load_in_its_worker_changes_nothing(
+    make: Callable[..., App],
+) -> None:
+    app = isolated_app(make)
+    edit(app, "iso.py", ISOLATED + "\nraise RuntimeError('at import')\n")
+    report = app.reload(["iso"])
+    assert not report.ok
+    assert report.errors[0].startswith("commands/iso.py:")
+    assert "RuntimeError: at import" in report.errors[0]
+    assert say(app, "!where")[-1].endswith("v1")
