@@ -14,6 +14,7 @@ from typing import Protocol
 from bot.api import CommandError, CommandSpec, Context
 from bot.dispatch import Running
 from bot.folder import IDENTIFIER_HINT, is_module_name
+from bot.isolated import worker_of
 from bot.registry import Registry
 
 
@@ -97,7 +98,9 @@ class Builtins:
             names = ", ".join(s.name for s in loaded.commands) or "no commands"
             helpers = sorted(loaded.imports)
             uses = f" (uses {', '.join(helpers)})" if helpers else ""
-            lines.append(f"{loaded.name}: {names}{uses}")
+            worker = worker_of(loaded.module)
+            isolated = f" [{worker.describe()}]" if worker else ""
+            lines.append(f"{loaded.name}: {names}{uses}{isolated}")
         if not lines:
             lines.append("no modules loaded")
         now = time.monotonic()

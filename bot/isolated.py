@@ -477,7 +477,7 @@ def _fill(module: types.ModuleType, version: RemoteVersion, manifest: dict[str, 
     for key, name, aliases, admin, help_text in manifest["commands"]:
 
         def forward(ctx: Any, args: str, key: str = key, name: str = name) -> list[str]:
-            return version.call(key, name, ctx, args, isolation.command_timeout + 0.5)
+            return version.call(key, name, ctx, args, isolation.command_timeout + 0.05)
 
         forward.__doc__ = help_text
         forward.__name__ = forward.__qualname__ = name
@@ -487,7 +487,7 @@ def _fill(module: types.ModuleType, version: RemoteVersion, manifest: dict[str, 
 
         def listen(ctx: Any, arg: Any, key: str = key, label: str = label) -> list[str]:
             text = arg.string if isinstance(arg, re.Match) else arg  # a Match does not travel
-            return version.call(key, label, ctx, text, isolation.command_timeout + 0.5)
+            return version.call(key, label, ctx, text, isolation.command_timeout + 0.05)
 
         listen.__name__ = listen.__qualname__ = label
         listen.__module__ = module.__name__
