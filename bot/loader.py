@@ -222,6 +222,9 @@ class Isolate(Protocol):
 #: A module object may carry this: called when its version is rolled back (a worker
 #: process started for it stops).
 DISCARD = "__reloadbot_discard__"
+#: Marks a helper that only isolated modules import: its code runs in their workers,
+#: never in the bot; the bot keeps its text and imports only.
+CARRIED = "__reloadbot_carried__"
 
 
 class _IsolatedLoader(importlib.abc.Loader):
@@ -470,11 +473,12 @@ class Transaction:
                 errors.append(self.loader.describe(source.name, exc, at_import=True))
         if errors:
             raise LoadFailed(errors)
+        carried = self._carried(sources, want, isolate) if isolate is not None else set()
         self._begin({s.name for s in sources} | set(drop))
         finder = _SealedFinder(self, {s.name: s for s in sources})
         sys.meta_path.insert(0, finder)
         try:
-            errors = self._run_bodies(sources, run, isolate, deadline)
+            errors = self._run_bodies(sources, run, isolate, deadline, carried)
         finally:
             sys.meta_path.remove(finder)
         if errors:
@@ -503,6 +507,7 @@ class Transaction:
         run: Run,
         isolate: Isolate | None = None,
         deadline: float | None = None,
+        carried: set[str] | None = None,
     ) -> list[LoadError]:
         ns = self.loader.namespace
         given = {s.name: s for s in sources}
@@ -516,6 +521,9 @@ class Transaction:
                 failed.add(source.name)  # its helper failed: reported once, there
                 continue
             fullname = f"{ns}.{source.name}"
+            if carried and source.name in carried:
+                self._carry(source, fullname, package)
+                continue
             module_loader: importlib.abc.Loader = _CompileLoader(source, self)
             if isolate is not None and isolate.wants(source.name):
                 left = (deadline - time.monotonic()) if deadline is not None else 30.0
@@ -538,6 +546,29 @@ class Transaction:
             else:
                 setattr(package, source.name, module)
         return errors
+
+    def _carried(self, sources: list[SourceFile], want: set[str], isolate: Isolate) -> set[str]:
+        """The helpers among ``sources`` that no module running in the bot imports."""
+        imports = {n: m.imports for n, m in self.current.items()}
+        imports |= {s.name: s.imports for s in sources}
+        stack = [n for n in want if not isolate.wants(n)]
+        reached: set[str] = set()
+        while stack:
+            name = stack.pop()
+            if name not in reached:
+                reached.add(name)
+                stack += imports.get(name, ())
+        return {s.name for s in sources if s.name.startswith("_") and s.name not in reached}
+
+    def _carry(self, source: SourceFile, fullname: str, package: types.ModuleType) -> None:
+        """A helper only workers run: a module object with no code run, to keep its text."""
+        module = types.ModuleType(fullname, f"{source.name}: runs in the workers that import it")
+        module.__file__ = str(source.path)
+        setattr(module, CARRIED, True)
+        self._started[source.name] = (source, module)
+        self._marks[source.name] = ((), (), [])
+        sys.modules[fullname] = module
+        setattr(package, source.name, module)
 
     def _closure(
         self, source: SourceFile, given: dict[str, SourceFile]

@@ -35,6 +35,7 @@ from bot.api import CommandSpec
 from bot.config import Config
 from bot.handles import ModuleHandle, RunTimer
 from bot.loader import (
+    CARRIED,
     Isolate,
     LoadedModule,
     Loader,
@@ -385,6 +386,9 @@ class Reloader:
         report.skipped = skips
         return report
 
+    def _isolated(self, name: str) -> bool:
+        return self.isolation is not None and self.isolation.wants(name)
+
     def _kept_out(self, name: str) -> bool:
         """Not loaded unless asked for by name: helpers, modules an admin unloaded."""
         if self.scope is not None and name not in self.scope:
@@ -438,6 +442,8 @@ class Reloader:
                             want.add(dependency)
                     elif loaded.is_helper and not folder.holds(loaded.path, loaded.source):
                         pending.add(dependency)
+                    elif vars(loaded.module).get(CARRIED) and not self._isolated(name):
+                        pending.add(dependency)  # only workers ran it: now the bot needs it
             elif name not in sources and name not in gone:
                 gone.add(name)  # an import of nothing: its importers fail at their import line
                 if name not in asked:

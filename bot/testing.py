@@ -155,6 +155,7 @@ def _test_config(
     channel: str,
     state_db: Path | None,
     command_timeout: float,
+    isolate: tuple[str, ...] = (),
 ) -> Config:
     from bot.auth import parse_admin_rule
     from bot.config import CommandRate, Config, RateLimit, ServerConfig
@@ -173,6 +174,7 @@ def _test_config(
         rate_limit=RateLimit(burst=1_000_000, per_second=1_000_000.0),
         command_rate=CommandRate(per_user=1_000_000, per_channel=1_000_000),
         command_timeout=command_timeout,
+        isolate=isolate,
         workers=4,
         state_db=state_db,
     )
@@ -209,8 +211,12 @@ class CommandBot:
         state: Mapping[str, Any] | None = None,
         state_db: str | os.PathLike[str] | None = None,
         command_timeout: float = 10.0,
+        isolated: bool = False,
     ) -> CommandBot:
         """Load the module at ``path`` (with its helpers) into a fresh bot; ``close()`` it.
+
+        ``isolated=True`` runs it in a worker process, as ``isolate:`` in config.yaml
+        does (its timers then run on the worker's real clock, not on ``advance()``).
 
         ``state`` seeds the module's ``ctx.state`` before it loads (``setup``
         sees it). State lives in SQLite as on IRC (so values must be JSON, and
@@ -242,6 +248,7 @@ class CommandBot:
             channel=channel,
             state_db=Path(state_db),
             command_timeout=command_timeout,
+            isolate=(name,) if isolated else (),
         )
         try:
             namespace = f"reloadbot_testing_{next(_apps)}"
@@ -478,6 +485,7 @@ class LoadCommand(Protocol):
         state: Mapping[str, Any] | None = ...,
         state_db: str | os.PathLike[str] | None = ...,
         command_timeout: float = ...,
+        isolated: bool = ...,
     ) -> CommandBot: ...
 
 

@@ -125,3 +125,65 @@ def test_a_module_that_fails_to_load_in_its_worker_changes_nothing(
     assert report.errors[0].startswith("commands/iso.py:")
     assert "RuntimeError: at import" in report.errors[0]
     assert say(app, "!where")[-1].endswith("v1")
+
+
+EXITS_AT_IMPORT_HELPER = """
+import os
+
+os._exit(7)  # would end the bot if it ran there
+"""
+
+USES_HELPER = '''
+from bot.api import command
+
+from . import _danger
+
+
+@command
+def safe(ctx, args):
+    """safe -- imports a helper that only its worker may run"""
+    return "unreachable"
+'''
+
+
+def test_a_helper_only_isolated_modules_import_runs_only_in_their_workers(
+    make: Callable[..., App],
+) -> None:
+    app = make(
+        {"echo.py": ECHO_PLAIN, "safe.py": USES_HELPER, "_danger.py": EXITS_AT_IMPORT_HELPER},
+        isolate=["safe"],
+    )
+    report = app.load_all()  # the bot process survives: the helper ran in the worker only
+    assert report.errors == ["commands/safe.py: its worker died while loading it (exit code 7)"]
+    assert say(app, "!echo alive") == ["alive"]
+
+
+ECHO_PLAIN = '''
+from bot.api import command
+
+
+@command
+def echo(ctx, args):
+    """echo TEXT -- repeat TEXT back"""
+    return args
+'''
+
+
+def test_a_worker_that_keeps_dying_is_a_crash_loop(
+    make: Callable[..., App], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bot.isolated
+
+    monkeypatch.setattr(bot.isolated, "FIRST_RESTART", 0.01)
+    app = isolated_app(make)
+    for _ in range(bot.isolated.CRASH_DEATHS):
+        wait_until(lambda: say(app, "!where")[:1] == ["first"], what="a worker to answer")
+        say(app, "!crash")
+    assert app.notices[-1].startswith(
+        f"iso: its worker died {bot.isolated.CRASH_DEATHS} times within 60 s (exit code 3);"
+        " not restarted until it is reloaded"
+    )
+    assert say(app, "!where") == ["where: stopped, its worker crashed too often (reload it)"]
+    edit(app, "iso.py", ISOLATED + "\n# fixed\n")
+    assert app.reload(["iso"]).reloaded == ["iso"]
+    assert say(app, "!where")[0] == "first"

@@ -357,3 +357,13 @@ def test_plugin_works_in_a_pytest_run(tmp_path: Path, folder: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
+
+
+def test_a_module_can_be_tested_isolated_too(load_command: LoadCommand, folder: Path) -> None:
+    import os
+
+    bot = load_command(folder / "dice.py", isolated=True)
+    assert bot.say("!roll 2d6") == ["6 + 6"]  # the same answers, from a worker process
+    worker = bot.module.__reloadbot_worker__
+    assert worker.process.pid != os.getpid()
+    assert bot.state["rolls"] == 1  # its state is the bot's
