@@ -250,6 +250,7 @@ class RemoteVersion:
         pending = _Pending(threading.Event(), None)
         self._pending[rid] = pending
         pump: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        transactions: list[Any] = []  # the hook's own, inside the caller's if it has one
         self._pump = pump
         try:
             self._post(("hook", rid, hook, args))
@@ -262,7 +263,7 @@ class RemoteVersion:
                     request = pump.get(timeout=0.05)
                     if request is None:
                         break
-                    self._answer_state(request, transactions=[])
+                    self._answer_state(request, transactions)
         finally:
             self._pump = None
             self._pending.pop(rid, None)
@@ -272,7 +273,7 @@ class RemoteVersion:
         if failure is not None:
             kind, text, where, trace = failure
             log.error("%s (%s) in the worker of %s:\n%s", hook, where, self.name, trace)
-            raise _RemoteError(f"{kind}: {text}" if text else kind, where)
+            raise remote_error(kind, text, where)
 
     def _fail(self, label: str, ctx: Any, failure: tuple[str, str, str, str]) -> None:
         kind, text, where, trace = failure
@@ -458,12 +459,17 @@ class RemoteVersion:
         )
 
 
-class _RemoteError(Exception):
-    """An exception raised in a worker, as text with the worker's file:line."""
+class RemoteError(Exception):
+    """An exception raised in a worker: its type's name, its text, the worker's file:line."""
 
-    def __init__(self, message: str, where: str) -> None:
-        self.where = where
-        super().__init__(message)
+    remote_where = ""
+
+
+def remote_error(kind: str, text: str, where: str) -> RemoteError:
+    """An exception named like the worker's (``IndexError``), for messages that name it."""
+    error = type(kind, (RemoteError,), {})(text)
+    error.remote_where = where
+    return error
 
 
 # -- the module object the rest of the bot sees ----------------------------------------------

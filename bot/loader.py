@@ -396,15 +396,17 @@ class Loader:
                     else name
                 )
                 return LoadError(culprit, file, exc.lineno, f"{type(exc).__name__}: {exc.msg}")
+            remote = getattr(exc, "remote_where", "")  # raised in a worker process
+            file, _, line = remote.rpartition(":")
+            if file and line.isdigit():
+                return LoadError(name, file, int(line), _message(exc))
             frames = traceback.extract_tb(exc.__traceback__)
             inside = [f for f in frames if _inside(f.filename, self.folder.path)]
             where = inside[-1] if inside else None
             file = self.folder.display(Path(where.filename)) if where else default
             bodies = [f for f in inside if f.name == "<module>"]
             culprit = Path(bodies[-1].filename).stem if at_import and bodies else name
-            text = str(exc)
-            message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-            return LoadError(culprit, file, where.lineno if where else None, message)
+            return LoadError(culprit, file, where.lineno if where else None, _message(exc))
         finally:
             # A kept traceback pins the failed generation's globals in memory.
             traceback.clear_frames(exc.__traceback__)
@@ -692,6 +694,11 @@ class Transaction:
         self._started.clear()
         self._marks.clear()
         self._done = True
+
+
+def _message(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _set_children(package: types.ModuleType, modules: Mapping[str, LoadedModule]) -> None:

@@ -129,14 +129,18 @@ def test_a_worker_that_dies_in_a_command_is_restarted(
 ) -> None:
     bot, boss, before = start(running_bot, irc_client)
     first = worker_pid(bot, boss)
+    listed = bot.ask(boss, "!modules", r"^hostile: ")
+    assert re.search(rf"\[worker pid {first}, \d+ MB, up \d+m\d\ds, restarts 0\]$", listed)
     mark = boss.mark()
     reply = bot.ask(boss, f"!{command}", rf"^{command}: ")
     assert reply == f"{command}: the module's worker died ({death}); it is restarting"
     notice = bot.wait_reply(boss, mark, r"^hostile: its worker died")
     assert notice == f"hostile: its worker died ({death}); restarting it in 0.5 s"
     unchanged(bot, boss, before)
-    worker_pid(bot, boss, other_than=first)
+    second = worker_pid(bot, boss, other_than=first)
     assert gone(first)
+    assert f"[worker pid {second}, " in bot.ask(boss, "!modules", r"^hostile: ")
+    assert "restarts 1]" in bot.ask(boss, "!modules", r"^hostile: ")
 
 
 def test_os_exit_at_import_fails_the_load_and_nothing_else(running_bot, irc_client) -> None:

@@ -187,3 +187,50 @@ def test_a_worker_that_keeps_dying_is_a_crash_loop(
     edit(app, "iso.py", ISOLATED + "\n# fixed\n")
     assert app.reload(["iso"]).reloaded == ["iso"]
     assert say(app, "!where")[0] == "first"
+
+
+MIGRATES = '''
+from bot.api import command, on_event
+
+STATE_VERSION = 2
+
+
+def migrate(state, old):
+    state["count"] = {"value": state.get("count", 0), "from": old}
+
+
+@command
+def count(ctx, args):
+    """count -- the migrated counter"""
+    return str(ctx.state["count"])
+
+
+@on_event("join")
+def greet(ctx, event):
+    return f"hello {event.nick} in {event.channel}"
+'''
+
+
+def test_migrate_and_events_of_an_isolated_module(make: Callable[..., App]) -> None:
+    from bot.api import Event
+
+    app = make({"mig.py": MIGRATES}, isolate=["mig"])
+    app.state_for("mig")["count"] = 5
+    assert app.load_all().ok
+    assert say(app, "!count") == ["{'value': 5, 'from': 0}"]
+    assert app.state_for("__state_versions__")["mig"] == 2
+    app.dispatcher.handle_event(Event("join", "carol", "#c"))
+    wait_until(lambda: app.outbox.pending(), what="the greeting")
+    from helpers import replies
+
+    assert replies(app) == ["hello carol in #c"]
+
+
+def test_a_failing_setup_in_a_worker_is_named_with_its_file_and_line(
+    make: Callable[..., App],
+) -> None:
+    source = ECHO_PLAIN + "\n\ndef setup(bot):\n    raise ValueError('boom')\n"
+    app = make({"iso.py": source}, isolate=["iso"])
+    line = source.lstrip("\n").splitlines().index("    raise ValueError('boom')") + 1
+    assert app.load_all().errors == [f"commands/iso.py:{line}: setup() raised ValueError: boom"]
+    assert not app.isolation.versions  # its worker was stopped with the rolled-back version
