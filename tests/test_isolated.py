@@ -234,3 +234,26 @@ def test_a_failing_setup_in_a_worker_is_named_with_its_file_and_line(
     line = source.lstrip("\n").splitlines().index("    raise ValueError('boom')") + 1
     assert app.load_all().errors == [f"commands/iso.py:{line}: setup() raised ValueError: boom"]
     assert not app.isolation.versions  # its worker was stopped with the rolled-back version
+
+
+TICKS = '''
+from bot.api import command
+
+
+def setup(bot):
+    bot.after(0.05, lambda: bot.say("#c", "tick from the worker"))
+
+
+@command
+def nothing(ctx, args):
+    """nothing -- timers only"""
+'''
+
+
+def test_timers_of_an_isolated_module_run_in_its_worker(make: Callable[..., App]) -> None:
+    from helpers import replies
+
+    app = make({"ticks.py": TICKS}, isolate=["ticks"])
+    assert app.load_all().ok
+    wait_until(lambda: app.outbox.pending(), what="the timer's line")
+    assert replies(app) == ["tick from the worker"]
