@@ -257,3 +257,30 @@ def test_timers_of_an_isolated_module_run_in_its_worker(make: Callable[..., App]
     assert app.load_all().ok
     wait_until(lambda: app.outbox.pending(), what="the timer's line")
     assert replies(app) == ["tick from the worker"]
+
+
+REFUSES_AND_TEARS_DOWN = '''
+from bot.api import CommandError, command
+
+
+@command
+def strict(ctx, args):
+    """strict N -- wants a number"""
+    if not args.isdigit():
+        raise CommandError("usage: strict N")
+    return args
+
+
+def teardown(bot):
+    bot.state["torn down"] = bot.state.get("torn down", 0) + 1
+'''
+
+
+def test_command_errors_and_teardown_of_an_isolated_module(make: Callable[..., App]) -> None:
+    app = make({"strict.py": REFUSES_AND_TEARS_DOWN}, isolate=["strict"])
+    assert app.load_all().ok
+    assert say(app, "!strict x") == ["usage: strict N"]  # shown as-is, as in process
+    assert say(app, "!strict 7") == ["7"]
+    assert app.unload("strict").unloaded == ["strict"]
+    assert app.state_for("strict")["torn down"] == 1  # teardown ran in the worker
+    assert not app.isolation.versions  # and the worker is gone
