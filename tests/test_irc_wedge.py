@@ -333,6 +333,8 @@ def test_a_hung_import_is_abandoned_and_the_fixed_file_loads(
     boss.privmsg(bot.channel, "!load hang")
     # while it hangs, the built-ins answer, and another reload is told why it waits
     assert bot.ask(boss, "!help echo").startswith("echo TEXT")
+    running = bot.app.reloader.busy_text
+    bot.wait_until(lambda: "at commands/hang.py:" in (running() or ""), "the import to run")
     busy = bot.ask(boss, "!reload")
     assert re.match(
         r"reload: a reload is still running \(since \d+ s, in commands/hang\.py \(at import\)"
