@@ -34,6 +34,7 @@ __all__ = [
     "Event",
     "ListenerSpec",
     "ReplyValue",
+    "Secret",
     "Timer",
     "command",
     "on_event",
@@ -53,6 +54,34 @@ EVENT_KINDS = frozenset({"join", "part", "quit", "nick", "kick"})
 
 class CommandError(Exception):
     """A user's mistake. Its message is shown to the user as-is; nothing is logged."""
+
+
+class Secret:
+    """A setting that is never printed: ``str()`` and ``repr()`` show ``***``.
+
+    Type a ``Settings`` field ``Secret`` for an API key or a password; read it
+    with ``reveal()`` where it is sent, and nowhere else.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The value itself."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
 
 
 class Context(Protocol):
@@ -81,6 +110,11 @@ class Context(Protocol):
     @property
     def log(self) -> logging.Logger:
         """A logger named after this module."""
+
+    @property
+    def settings(self) -> Any:
+        """This module's ``Settings`` as config.yaml's ``modules:`` section sets them
+        (None when the module declares no ``Settings``)."""
 
     def reply(self, text: str) -> None:
         """Send another line where the command was said (channel, or the user in private)."""
@@ -122,6 +156,10 @@ class Bot(Protocol):
     @property
     def log(self) -> logging.Logger:
         """A logger named after this module."""
+
+    @property
+    def settings(self) -> Any:
+        """This module's ``Settings``, the same object commands see as ``ctx.settings``."""
 
     def say(self, target: str, text: str) -> None:
         """Send ``text`` to a channel or nick."""

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.api import Event
 from bot.builtins import Builtins
@@ -145,6 +145,9 @@ class App:
 
     def running(self) -> list[Running]:
         return self.dispatcher.running()
+
+    def settings_for(self, module: str) -> Any:
+        return self.reloader.settings.get(module)
 
     def _on_event(self, kind: str, source: Source, target: str, args: list[str]) -> None:
         """Joins, parts, quits, nick changes and kicks from the transport, for listeners."""
@@ -289,14 +292,21 @@ class App:
         path = self.config.path
         if path is None:
             return "no config file to re-read"
+        try:
+            new = self.overlay(load_config(path))
+        except ConfigError as exc:
+            log.error("config.yaml not applied, the old config stays in force:\n%s", exc)
+            return "not applied, old config kept: " + " | ".join(map(str, exc.problems))
+        if new.modules != self.config.modules:  # each loaded module checks its section
+            # (outside the lock: it may wait for a reload, and close() must not)
+            problems = self.reloader.check_settings(new)
+            if problems:
+                text = "\n".join(problems)
+                log.error("config.yaml not applied, the old config stays in force:\n%s", text)
+                return "not applied, old config kept: " + " | ".join(problems)
         with self._lock:
             if self._closed:
                 return "not applied: the bot is shutting down"
-            try:
-                new = self.overlay(load_config(path))
-            except ConfigError as exc:
-                log.error("config.yaml not applied, the old config stays in force:\n%s", exc)
-                return "not applied, old config kept: " + " | ".join(map(str, exc.problems))
             old = self.config
             change = diff(old, new)
             if not change.changed:

@@ -8,7 +8,7 @@ the app decides what a change means for the running bot.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -102,7 +102,9 @@ class Config:
     join_on_invite: bool = False
     state_db: Path | None = None
     log_level: str = "INFO"
+    modules: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # raw sections
     path: Path | None = None
+    lines: Mapping[str, int] = field(default_factory=dict, compare=False)  # key -> line
 
     @property
     def nicks(self) -> tuple[str, ...]:
@@ -175,6 +177,22 @@ def _channel(key: str, value: Any) -> str:
     ok = isinstance(value, str) and bool(_CHANNEL.fullmatch(value))
     _expect(ok, key, "a channel name like '#bot' (quote it: # starts a YAML comment)", value)
     return str(value)
+
+
+def _module_sections(value: Any) -> dict[str, dict[str, Any]]:
+    """``modules: {NAME: {setting: value}}``; each module checks its own section."""
+    sections = value if value is not None else {}
+    _expect(isinstance(sections, dict), "modules", "a mapping of module names to settings", value)
+    checked: dict[str, dict[str, Any]] = {}
+    for name, section in sections.items():
+        key = f"modules.{name}"
+        _expect(isinstance(name, str) and name.isidentifier(), key, "a module name", name)
+        section = section if section is not None else {}
+        _expect(isinstance(section, dict), key, "a mapping of settings", section)
+        for setting in section:
+            _expect(isinstance(setting, str), f"{key}.{setting}", "a setting name", setting)
+        checked[name] = dict(section)
+    return checked
 
 
 _MODULE_GLOB = re.compile(r"[A-Za-z0-9_*?\[\]!]{1,64}")
@@ -301,13 +319,14 @@ def _build(raw: dict[str, Any], base_dir: Path) -> Config:
         "rejoin_delay": _number("rejoin_delay", raw.get("rejoin_delay", 5), 0, 3600),
         "join_on_invite": _bool("join_on_invite", raw.get("join_on_invite", False)),
         "log_level": _log_level("log_level", raw.get("log_level", "INFO")),
+        "modules": _module_sections(raw.get("modules", {})),
     }
     state_db = raw.get("state_db", "data/state.sqlite3")
     kwargs["state_db"] = None if state_db is None else base_dir / _str("state_db", state_db)
     return Config(**kwargs)
 
 
-_KNOWN = {f.name for f in fields(Config)} - {"path"}
+_KNOWN = {f.name for f in fields(Config)} - {"path", "lines"}
 
 
 def parse_config(text: str, *, base_dir: Path, file: str = "config.yaml") -> Config:
@@ -340,11 +359,15 @@ def parse_config(text: str, *, base_dir: Path, file: str = "config.yaml") -> Con
     if problems:
         raise ConfigError(problems)
     try:
-        return _build(raw, base_dir)
+        config = _build(raw, base_dir)
     except _Invalid as exc:
         raise ConfigError(
             [ConfigProblem(exc.key, exc.message, file, _line(root, exc.key))]
         ) from None
+    keys = [f"modules.{n}.{k}" for n, section in config.modules.items() for k in section]
+    keys += [f"modules.{n}" for n in config.modules]
+    lines = {key: line for key in keys if (line := _line(root, key)) is not None}
+    return replace(config, lines=lines)
 
 
 _EXAMPLE_HINT = "the config reference in README.md"
@@ -425,7 +448,7 @@ def diff(old: Config, new: Config) -> ConfigChange:
     changed = tuple(
         f.name
         for f in fields(Config)
-        if f.name != "path" and getattr(old, f.name) != getattr(new, f.name)
+        if f.name not in ("path", "lines") and getattr(old, f.name) != getattr(new, f.name)
     )
     old_ch = {lower(c): c for c in old.channels}
     new_ch = {lower(c): c for c in new.channels}

@@ -49,6 +49,8 @@ class Host(Protocol):
 
     def state_for(self, module: str) -> MutableMapping[str, Any]: ...
 
+    def settings_for(self, module: str) -> Any: ...
+
     def call_later(self, delay: float, fn: Callable[[], None]) -> None: ...
 
 
@@ -65,6 +67,7 @@ class CallContext:
     reply_target: str
     _say: Callable[[str, str], None] = field(repr=False)
     _state_for: Callable[[str], MutableMapping[str, Any]] = field(repr=False)
+    settings: Any = field(default=None, repr=False)
     replies: int = 0
 
     @property
@@ -311,6 +314,7 @@ class Dispatcher:
             reply_target=channel or nick,
             _say=self.host.say,
             _state_for=self.host.state_for,
+            settings=self.host.settings_for(module),
         )
 
     # -- running calls -----------------------------------------------------------------

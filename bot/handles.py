@@ -66,6 +66,7 @@ class ModuleHandle:
         self._live = False
         self._epoch = 0  # a timer scheduled in an earlier live period does not fire
         self.torn_down = False  # teardown ran (or runs): not again, until set up again
+        self.settings: object = None  # its Settings (see bot.settings), kept up to date
 
     @property
     def state(self) -> ModuleState:

@@ -44,7 +44,7 @@ from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
 from bot.api import CommandError, ListenerSpec, command
-from bot.loader import DISCARD, LoadError, LoadFailed
+from bot.loader import DISCARD, SETTINGS, WORKER, LoadError, LoadFailed
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,9 @@ STOP_GRACE = 1.0
 
 class Host(Protocol):
     """What the isolation needs from the bot."""
+
+    @property
+    def config(self) -> Any: ...
 
     def say(self, target: str, text: str) -> None: ...
 
@@ -180,7 +183,17 @@ class RemoteVersion:
         self.conn = conn
         self.started = time.monotonic()
         shown = _shown(self.folder, self.name)
-        conn.send(("load", self.folder, self.namespace, self.name, self.sources))
+        config = self.isolation.host.config
+        section, lines, file, problems = _section(config, self.name)
+        if problems:
+            self._kill()
+            errors = [
+                LoadError(self.name, file, lines.get(p.key), f"{p.key}: {p.message}")
+                for p in problems
+            ]
+            raise LoadFailed(errors, [])
+        load = ("load", self.folder, self.namespace, self.name, self.sources, section, lines, file)
+        conn.send(load)
         if not conn.poll(timeout):
             self._kill()
             message = f"still loading after {timeout:.3g} s in its worker; stopped"
@@ -274,6 +287,25 @@ class RemoteVersion:
             kind, text, where, trace = failure
             log.error("%s (%s) in the worker of %s:\n%s", hook, where, self.name, trace)
             raise remote_error(kind, text, where)
+
+    def settings(self, config: Any, apply: bool) -> list[str]:
+        """Check (and with ``apply``, use) ``config``'s section in the worker: its problems."""
+        rid = next(self._ids)
+        pending = _Pending(threading.Event(), None)
+        self._pending[rid] = pending
+        name = self.name
+        section, lines, file, problems = _section(config, name)
+        if problems:
+            return [f"{file}:{lines.get(p.key, '')}: {p.key}: {p.message}" for p in problems]
+        try:
+            self._post(("settings", rid, section, lines, file, apply))
+            if not pending.done.wait(self.isolation.hook_timeout):
+                return [f"{file}: modules.{name}: its worker did not answer"]
+        finally:
+            self._pending.pop(rid, None)
+        if pending.result is None:
+            return [f"{file}: modules.{name}: its worker died ({_death(self.process)})"]
+        return list(pending.result[0])
 
     def _fail(self, label: str, ctx: Any, failure: tuple[str, str, str, str]) -> None:
         kind, text, where, trace = failure
@@ -478,7 +510,7 @@ def remote_error(kind: str, text: str, where: str) -> RemoteError:
 def _fill(module: types.ModuleType, version: RemoteVersion, manifest: dict[str, Any]) -> None:
     """Give ``module`` forwarders for what the worker's version offers."""
     namespace = module.__dict__
-    namespace["__reloadbot_worker__"] = version
+    namespace[WORKER] = version
     isolation = version.isolation
     for key, name, aliases, admin, help_text in manifest["commands"]:
 
@@ -508,6 +540,7 @@ def _fill(module: types.ModuleType, version: RemoteVersion, manifest: dict[str, 
             namespace[hook] = _hook_forwarder(version, hook)
     namespace["teardown"] = _hook_forwarder(version, "teardown")  # stops the worker too
     namespace[DISCARD] = lambda: version.stop(kill_now=True)
+    namespace[SETTINGS] = version.settings
 
 
 def _hook_forwarder(version: RemoteVersion, hook: str) -> Callable[..., None]:
@@ -526,9 +559,20 @@ def _hook_forwarder(version: RemoteVersion, hook: str) -> Callable[..., None]:
     return forward
 
 
+def _section(config: Any, name: str) -> tuple[Any, dict[str, int], str, list[Any]]:
+    """A module's settings section for its worker, references read here; its lines,
+    the config file's name, and problems reading the references."""
+    from bot.settings import resolve_references
+
+    lines = {k: v for k, v in config.lines.items() if k.startswith(f"modules.{name}")}
+    file = config.path.name if config.path is not None else "config.yaml"
+    section, problems = resolve_references(config.modules.get(name), f"modules.{name}")
+    return section, lines, file, problems
+
+
 def worker_of(module: types.ModuleType) -> RemoteVersion | None:
     """The worker version behind an isolated module object, or None."""
-    version = vars(module).get("__reloadbot_worker__")
+    version = vars(module).get(WORKER)
     return version if isinstance(version, RemoteVersion) else None
 
 

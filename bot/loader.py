@@ -222,6 +222,10 @@ class Isolate(Protocol):
 #: A module object may carry this: called when its version is rolled back (a worker
 #: process started for it stops).
 DISCARD = "__reloadbot_discard__"
+#: Names the worker process behind an isolated module (``bot.isolated``).
+WORKER = "__reloadbot_worker__"
+#: An isolated module's ``(config, apply) -> problems``: its worker checks its settings.
+SETTINGS = "__reloadbot_settings__"
 #: Marks a helper that only isolated modules import: its code runs in their workers,
 #: never in the bot; the bot keeps its text and imports only.
 CARRIED = "__reloadbot_carried__"

@@ -36,6 +36,8 @@ from bot.config import Config
 from bot.handles import ModuleHandle, RunTimer
 from bot.loader import (
     CARRIED,
+    SETTINGS,
+    WORKER,
     Isolate,
     LoadedModule,
     Loader,
@@ -46,6 +48,7 @@ from bot.loader import (
 )
 from bot.registry import Live, Registry
 from bot.runner import Overrun, Runner
+from bot.settings import build, declared_at, settings_class
 from bot.storage import ModuleState
 
 log = logging.getLogger(__name__)
@@ -192,6 +195,7 @@ class Reloader:
         self.scope: set[str] | None = None
         self.isolation: Isolate | None = None  # modules that run in worker processes
         # Skipped files already logged, and already told to each audience.
+        self.settings: dict[str, Any] = {}  # module -> its Settings now in force
         self._skips_logged: set[str] = set()
         self._skips_told: dict[str, set[str]] = {}
         self._collect_pending = False
@@ -511,7 +515,93 @@ class Reloader:
                 return _failed(exc.errors, exc.ran)
             except Overrun as exc:
                 return _failed([self._stuck(exc)], txn.ran)
-            return self._switch(txn.modules, txn.replaced, txn.commit, txn.ran, deadline)
+            try:
+                settings, errors = self._build_settings(
+                    txn.modules, current, self.host.config, self._bounded(deadline)
+                )
+            except Overrun as exc:
+                return _failed([self._stuck(exc)], txn.ran)
+            if errors:
+                return _failed(errors, txn.ran)
+            return self._switch(txn.modules, txn.replaced, txn.commit, txn.ran, deadline, settings)
+
+    def _build_settings(
+        self,
+        modules: Mapping[str, LoadedModule],
+        current: Mapping[str, LoadedModule],
+        config: Config,
+        run: Callable[[str, Callable[[], Any]], Any],
+        everyone: bool = False,
+    ) -> tuple[dict[str, Any], list[LoadError]]:
+        """The ``Settings`` of each new version (of every module: ``everyone``), or errors.
+
+        Reading a ``Settings`` class runs module code (its annotations, its
+        ``__post_init__``): on the runner, like the rest.
+        """
+        built: dict[str, Any] = {}
+        errors: list[LoadError] = []
+        for name, loaded in modules.items():
+            fresh = current.get(name) is not loaded
+            if loaded.is_helper or not (fresh or everyone) or WORKER in vars(loaded.module):
+                continue
+            section = config.modules.get(name)
+            cls = settings_class(loaded.module)
+            if cls is None:
+                if section is not None:
+                    line = config.lines.get(f"modules.{name}")
+                    message = (
+                        f"modules.{name}: {self.loader.folder.display(loaded.path)} declares no"
+                        " Settings (a dataclass named Settings) to read it"
+                    )
+                    errors.append(LoadError(name, _config_file(config), line, message))
+                continue
+            label = f"the Settings of {self.loader.folder.display(loaded.path)}"
+            instance, problems = run(
+                label, functools.partial(build, cls, section, f"modules.{name}")
+            )
+            declared = declared_at(loaded.source)
+            where = self.loader.folder.display(loaded.path) + (f":{declared}" if declared else "")
+            for problem in problems:
+                line = config.lines.get(problem.key) or config.lines.get(f"modules.{name}")
+                message = f"{problem.key}: {problem.message} (Settings in {where})"
+                errors.append(LoadError(name, _config_file(config), line, message))
+            if not problems:
+                built[name] = instance
+        return built, errors
+
+    def check_settings(self, config: Config) -> list[str]:
+        """Would ``config``'s ``modules:`` suit every loaded module? Its problems (none: it
+        is now in force)."""
+
+        def check() -> ReloadReport:
+            current = self.live.registry.modules
+            deadline = time.monotonic() + config.reload_timeout
+            run = self._bounded(deadline)
+            namespaces = [vars(m.module) for m in current.values()]
+            workers = [ns[SETTINGS] for ns in namespaces if SETTINGS in ns]
+            label = "the settings of an isolated module"
+            try:
+                built, errors = self._build_settings(current, current, config, run, everyone=True)
+                texts = [str(e) for e in errors]
+                for check in workers:  # isolated modules: their workers check (phase one)
+                    texts += run(label, functools.partial(check, config, False))
+                if not texts:
+                    for check in workers:  # and use it (phase two)
+                        run(label, functools.partial(check, config, True))
+            except Overrun as exc:
+                return _failed([self._stuck(exc)], ())
+            if texts:
+                return ReloadReport(errors=texts)
+            if not errors:
+                for name, instance in built.items():
+                    self.settings[name] = instance
+                    for loaded, handle in self._handles.items():
+                        if loaded.name == name:
+                            handle.settings = instance
+            return ReloadReport(errors=[str(e) for e in errors])
+
+        report = self._exclusive("settings", check, wait=True)
+        return report.errors
 
     def _bounded(self, deadline: float) -> Callable[[str, Callable[[], Any]], Any]:
         def run(label: str, fn: Callable[[], Any]) -> Any:
@@ -526,13 +616,16 @@ class Reloader:
         commit: Callable[[], None],
         ran: list[str],
         deadline: float,
+        settings: dict[str, Any],
     ) -> ReloadReport:
         """Hold, drain, tear down the old, migrate and set up the new, swap (see the top)."""
         current = self.live.registry.modules
         old = [m for m in replaced.values() if not m.is_helper]
         new = [m for n, m in modules.items() if current.get(n) is not m and not m.is_helper]
         for loaded in new:
-            self._handles[loaded] = ModuleHandle(self.host, self.run_timer, loaded)
+            handle = ModuleHandle(self.host, self.run_timer, loaded)
+            handle.settings = settings.get(loaded.name)
+            self._handles[loaded] = handle
         self.live.hold({m.name for m in old} | {m.name for m in new}, old)
         undo = _Undo()
         try:
@@ -548,6 +641,9 @@ class Reloader:
             self.live.switch(None, revived=old)
             return _failed([error], ran)
         commit()
+        for name in [n for n in self.settings if n not in modules]:
+            del self.settings[name]
+        self.settings.update(settings)
         registry = Registry.build(modules, self.builtins)
         for loaded in new:
             self._handles[loaded].go_live()
@@ -738,6 +834,10 @@ class Reloader:
     def _collect(self) -> None:
         self._collect_pending = False  # first: a reload from now on schedules its own
         gc.collect()
+
+
+def _config_file(config: Config) -> str:
+    return config.path.name if config.path is not None else "config.yaml"
 
 
 def _failed(errors: list[LoadError], ran: Iterable[str]) -> ReloadReport:

@@ -156,6 +156,7 @@ def _test_config(
     state_db: Path | None,
     command_timeout: float,
     isolate: tuple[str, ...] = (),
+    modules: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Config:
     from bot.auth import parse_admin_rule
     from bot.config import CommandRate, Config, RateLimit, ServerConfig
@@ -175,6 +176,7 @@ def _test_config(
         command_rate=CommandRate(per_user=1_000_000, per_channel=1_000_000),
         command_timeout=command_timeout,
         isolate=isolate,
+        modules=dict(modules or {}),
         workers=4,
         state_db=state_db,
     )
@@ -212,11 +214,13 @@ class CommandBot:
         state_db: str | os.PathLike[str] | None = None,
         command_timeout: float = 10.0,
         isolated: bool = False,
+        settings: Mapping[str, Any] | None = None,
     ) -> CommandBot:
         """Load the module at ``path`` (with its helpers) into a fresh bot; ``close()`` it.
 
         ``isolated=True`` runs it in a worker process, as ``isolate:`` in config.yaml
         does (its timers then run on the worker's real clock, not on ``advance()``).
+        ``settings`` is its section of config.yaml's ``modules:`` (``ctx.settings``).
 
         ``state`` seeds the module's ``ctx.state`` before it loads (``setup``
         sees it). State lives in SQLite as on IRC (so values must be JSON, and
@@ -249,6 +253,7 @@ class CommandBot:
             state_db=Path(state_db),
             command_timeout=command_timeout,
             isolate=(name,) if isolated else (),
+            modules={name: settings} if settings is not None else None,
         )
         try:
             namespace = f"reloadbot_testing_{next(_apps)}"
@@ -486,6 +491,7 @@ class LoadCommand(Protocol):
         state_db: str | os.PathLike[str] | None = ...,
         command_timeout: float = ...,
         isolated: bool = ...,
+        settings: Mapping[str, Any] | None = ...,
     ) -> CommandBot: ...
 
 

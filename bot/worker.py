@@ -125,9 +125,12 @@ class RemoteState(MutableMapping[str, Any]):
 class _Context:
     """The ``Context`` a call receives in a worker (see ``bot.api.Context``)."""
 
-    def __init__(self, link: _Link, rid: int, info: dict[str, Any], state: RemoteState) -> None:
+    def __init__(
+        self, link: _Link, rid: int, info: dict[str, Any], state: RemoteState, settings: Any
+    ) -> None:
         self._link = link
         self._rid = rid
+        self.settings = settings
         self.nick: str = info["nick"]
         self.channel: str | None = info["channel"]
         self.bot_nick: str = info["bot_nick"]
@@ -148,6 +151,7 @@ class _Handle:
         self.state = state
         self.log = logging.getLogger(f"commands.{module}")
         self._timers = timers
+        self.settings: Any = None
 
     def say(self, target: str, text: str) -> None:
         self._link.send(("say", str(target), str(text)))
@@ -259,6 +263,8 @@ class Worker:
         self.folder: Path | None = None
         self.state: RemoteState | None = None
         self.calls: dict[str, Callable[..., object]] = {}  # key -> function
+        self.settings: Any = None  # the module's Settings, from config.yaml
+        self.source = b""
         self.patterns: dict[str, re.Pattern[str]] = {}  # listener key -> its pattern
 
     def _log(self, level: int, text: str) -> None:
@@ -267,10 +273,18 @@ class Worker:
     # -- loading --------------------------------------------------------------------------
 
     def load(
-        self, folder: str, namespace: str, name: str, sources: dict[str, tuple[str, bytes]]
+        self,
+        folder: str,
+        namespace: str,
+        name: str,
+        sources: dict[str, tuple[str, bytes]],
+        section: dict[str, Any] | None = None,
+        lines: dict[str, int] | None = None,
+        config_file: str = "config.yaml",
     ) -> None:
         """Execute module ``name`` and its helpers from ``sources`` (name -> path, bytes:
-        exactly what the bot read); answer what the module offers."""
+        exactly what the bot read), read its settings from ``section``; answer what the
+        module offers."""
         self.name, self.folder = name, Path(folder)
         loader = Loader(self.folder, namespace)
         files = {n: loader.inspect(n, Path(path), data) for n, (path, data) in sources.items()}
@@ -284,8 +298,52 @@ class Worker:
             return
         loaded = modules[name]
         self.module = loaded.module
+        self.source = loaded.source
+        problems = self._settings(section, lines or {}, config_file, apply=True)
+        if problems:
+            self.link.send(("failed", problems, [str(loaded.path)]))
+            return
         self.state = RemoteState(self.link, name)
         self.link.send(("loaded", self._manifest(loaded)))
+
+    def _settings(
+        self, section: Any, lines: dict[str, int], config_file: str, apply: bool
+    ) -> list[tuple[str, str, int | None, str]]:
+        """The module's ``Settings`` from ``section``: its problems, as load errors."""
+        from bot.settings import build, declared_at, settings_class
+
+        cls = settings_class(self.module)
+        key = f"modules.{self.name}"
+        if cls is None:
+            if section is None:
+                return []
+            message = f"{key}: {self.name}.py declares no Settings (a dataclass named Settings)"
+            return [(self.name, config_file, lines.get(key), message)]
+        instance, problems = build(cls, section, key)
+        declared = declared_at(self.source)
+        where = f"{self.folder.name if self.folder else ''}/{self.name}.py" + (
+            f":{declared}" if declared else ""
+        )
+        if problems:
+            return [
+                (
+                    self.name,
+                    config_file,
+                    lines.get(p.key) or lines.get(key),
+                    f"{p.key}: {p.message} (Settings in {where})",
+                )
+                for p in problems
+            ]
+        if apply:
+            self.settings = instance
+        return []
+
+    def check_settings(
+        self, rid: int, section: Any, lines: dict[str, int], config_file: str, apply: bool
+    ) -> None:
+        problems = self._settings(section, lines, config_file, apply)
+        texts = [f"{f}:{line}: {m}" if line else f"{f}: {m}" for _, f, line, m in problems]
+        self.link.send(("done", rid, texts, None))
 
     def _manifest(self, loaded: Any) -> dict[str, Any]:
         commands = []
@@ -316,7 +374,7 @@ class Worker:
     def call(self, rid: int, key: str, info: dict[str, Any], arg: Any) -> None:
         func = self.calls.get(key)
         assert self.state is not None
-        ctx = _Context(self.link, rid, info, self.state)
+        ctx = _Context(self.link, rid, info, self.state, self.settings)
         if key in self.patterns:
             arg = self.patterns[key].search(arg)  # the Match itself does not travel
         self.pool.submit(self._run_call, rid, func, ctx, arg)
@@ -359,7 +417,9 @@ class Worker:
             else:
                 if hook == "teardown":
                     self.timers.stop()
-                fn(_Handle(self.link, self.name, self.state, self.timers))  # type: ignore[misc]
+                handle = _Handle(self.link, self.name, self.state, self.timers)
+                handle.settings = self.settings
+                fn(handle)  # type: ignore[misc]
             self.link.send(("done", rid, [], None))
         except BaseException as exc:  # module code may raise anything, even SystemExit
             self.link.send(("done", rid, [], self._failure(exc)))
@@ -381,6 +441,8 @@ class Worker:
                 self.hook(*message[1:])
             elif kind == "load":
                 self.load(*message[1:])
+            elif kind == "settings":
+                self.check_settings(*message[1:])
             elif kind == "stop":
                 return
 
