@@ -22,6 +22,8 @@ from bot.builtins import Builtins
 from bot.config import Config, ConfigError, diff, load_config
 from bot.connection import Backoff, Connection, ConnectionSettings
 from bot.dispatch import Dispatcher, Running
+from bot.ignores import STATE_KEY as IGNORES
+from bot.ignores import Ignores
 from bot.isolated import Isolation
 from bot.loader import Loader
 from bot.message import Message, Source
@@ -100,6 +102,8 @@ class App:
             source_length=lambda: self.connection.source_length(),
             wake=lambda: self.connection.wake(),
         )
+        self.ignores = Ignores(lambda: self.storage.state(IGNORES))
+        self.ignores.configure(config.ignore)
         self.live = Live(Registry.build({}, ()))
         self.dispatcher = Dispatcher(self, self.live, self.executor)
         self.isolation = Isolation(self, config.isolate, config.isolate_memory_mb)
@@ -143,6 +147,12 @@ class App:
     def state_for(self, module: str) -> ModuleState:
         return self.storage.state(module)
 
+    def notice(self, target: str, text: str) -> None:
+        try:
+            self.outbox.put(target, text, command="NOTICE")
+        except OutboxError as exc:
+            log.warning("notice dropped: %s", exc)
+
     def running(self) -> list[Running]:
         return self.dispatcher.running()
 
@@ -151,6 +161,8 @@ class App:
 
     def _on_event(self, kind: str, source: Source, target: str, args: list[str]) -> None:
         """Joins, parts, quits, nick changes and kicks from the transport, for listeners."""
+        if kind != "kick" and self.ignores.match(source) is not None:
+            return  # what an ignored user does reaches no listener
         if kind == "kick":
             nick, channel, text = (args[0] if args else ""), target, " ".join(args[1:])
         elif kind == "nick":
@@ -322,6 +334,7 @@ class App:
             if new.watch != old.watch:
                 self.watch_commands(new.watch)
             self._configure_isolation(new)  # modules move in or out on their next reload
+            self.ignores.configure(new.ignore)
             # Server and SASL settings are read at the next connect; the rest apply now.
             self.connection.update_settings(_settings(new))
             logging.getLogger().setLevel(new.log_level)

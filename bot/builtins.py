@@ -14,6 +14,7 @@ from typing import Protocol
 from bot.api import CommandError, CommandSpec, Context
 from bot.dispatch import Running
 from bot.folder import IDENTIFIER_HINT, is_module_name
+from bot.ignores import IgnoreError, Ignores, normalise, parse_duration
 from bot.isolated import worker_of
 from bot.registry import Registry
 
@@ -38,6 +39,26 @@ class Admin(Protocol):
     def reconnect(self) -> None: ...
     def running(self) -> list[Running]: ...
 
+    @property
+    def ignores(self) -> Ignores: ...
+
+
+#: The built-in commands' names: no module may take them (see bot.templates too).
+NAMES = frozenset(
+    [
+        "help",
+        "reload",
+        "load",
+        "unload",
+        "modules",
+        "rehash",
+        "reconnect",
+        "ignore",
+        "unignore",
+        "ignores",
+    ]
+)
+
 
 class Builtins:
     def __init__(self, app: Admin) -> None:
@@ -52,6 +73,9 @@ class Builtins:
             CommandSpec("modules", (), True, self.modules),
             CommandSpec("rehash", (), True, self.rehash),
             CommandSpec("reconnect", (), True, self.reconnect),
+            CommandSpec("ignore", (), True, self.ignore),
+            CommandSpec("unignore", (), True, self.unignore),
+            CommandSpec("ignores", (), True, self.list_ignores),
         )
 
     @property
@@ -118,6 +142,44 @@ class Builtins:
         """reconnect -- drop the connection on purpose and connect again (new server settings)"""
         self.app.reconnect()
         return "reconnecting"
+
+    def ignore(self, ctx: Context, args: str) -> str:
+        """ignore MASK|account:NAME [DURATION] [REASON] -- ignore a user for 30s, 10m, 2h, 1d...
+
+        Without a DURATION, until unignored. A bare nick means nick!*@*.
+        """
+        words = args.split()
+        if not words:
+            raise CommandError(f"usage: {self.prefix}ignore MASK|account:NAME [DURATION] [REASON]")
+        mask, rest = words[0], words[1:]
+        seconds = None
+        try:
+            if rest and rest[0][:1].isdigit():
+                seconds = parse_duration(rest.pop(0))
+            entry = self.app.ignores.add(mask, seconds, " ".join(rest), by=ctx.nick)
+        except IgnoreError as exc:
+            raise CommandError(str(exc)) from None
+        return f"ignoring {entry.mask} ({entry.left(time.time())})"
+
+    def unignore(self, ctx: Context, args: str) -> str:
+        """unignore MASK|account:NAME -- stop ignoring a user"""
+        mask = args.strip()
+        if not mask:
+            raise CommandError(f"usage: {self.prefix}unignore MASK|account:NAME")
+        try:
+            found = self.app.ignores.remove(mask)
+        except IgnoreError as exc:
+            raise CommandError(str(exc)) from None
+        return f"no longer ignoring {normalise(mask)}" if found else f"{mask} was not ignored"
+
+    def list_ignores(self, ctx: Context, args: str) -> str:
+        """ignores -- who is ignored, for how long, and why"""
+        now = time.time()
+        entries = [
+            f"{e.mask} ({e.left(now)}{', ' + e.reason if e.reason else ''}, by {e.by or '?'})"
+            for e in self.app.ignores.entries()
+        ]
+        return "ignored: " + "; ".join(entries) if entries else "nobody is ignored"
 
     def _one_module(self, args: str, verb: str) -> str:
         names = _module_names(args.split())

@@ -67,6 +67,7 @@ class CommandRate:
     per_user: int = 5
     per_channel: int = 20
     window: float = 10.0
+    ignore_for: float = 60.0  # a user past per_user is ignored this long (0: only dropped)
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class Config:
     command_timeout: float = 10.0
     reload_timeout: float = 30.0
     isolate: tuple[str, ...] = ()  # module names or globs run in worker processes
+    ignore: tuple[str, ...] = ()  # masks or account:NAME the bot never listens to
     isolate_memory_mb: int = 512
     workers: int = 8
     sasl: SaslConfig | None = None
@@ -179,6 +181,16 @@ def _channel(key: str, value: Any) -> str:
     return str(value)
 
 
+def _ignore_mask(key: str, value: Any) -> str:
+    from bot.ignores import IgnoreError, normalise
+
+    _expect(isinstance(value, str), key, "a mask like nick!user@host or account:NAME", value)
+    try:
+        return normalise(str(value))
+    except IgnoreError as exc:
+        raise _Invalid(key, str(exc)) from None
+
+
 def _module_sections(value: Any) -> dict[str, dict[str, Any]]:
     """``modules: {NAME: {setting: value}}``; each module checks its own section."""
     sections = value if value is not None else {}
@@ -245,11 +257,12 @@ def _sasl(value: Any) -> SaslConfig | None:
 
 
 def _command_rate(value: Any) -> CommandRate:
-    raw = _mapping("command_rate", value, {"per_user", "per_channel", "window"})
+    raw = _mapping("command_rate", value, {"per_user", "per_channel", "window", "ignore_for"})
     return CommandRate(
         per_user=_int("command_rate.per_user", raw.get("per_user", 5), 1, 100_000),
         per_channel=_int("command_rate.per_channel", raw.get("per_channel", 20), 1, 100_000),
         window=_number("command_rate.window", raw.get("window", 10), 0.1, 3600),
+        ignore_for=_number("command_rate.ignore_for", raw.get("ignore_for", 60), 0, 86400 * 7),
     )
 
 
@@ -310,6 +323,7 @@ def _build(raw: dict[str, Any], base_dir: Path) -> Config:
         "command_timeout": _number("command_timeout", raw.get("command_timeout", 10), 0.1, 3600),
         "reload_timeout": _number("reload_timeout", raw.get("reload_timeout", 30), 0.1, 3600),
         "isolate": each("isolate", _module_glob),
+        "ignore": each("ignore", _ignore_mask),
         "isolate_memory_mb": _int(
             "isolate_memory_mb", raw.get("isolate_memory_mb", 512), 32, 65536
         ),

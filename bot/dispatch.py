@@ -30,6 +30,7 @@ from typing import Any, Protocol
 from bot.api import CommandError, Event
 from bot.auth import is_admin
 from bot.config import Config
+from bot.ignores import Ignores
 from bot.loader import LoadedModule, format_exception
 from bot.message import Message
 from bot.registry import Entry, Live
@@ -50,6 +51,11 @@ class Host(Protocol):
     def state_for(self, module: str) -> MutableMapping[str, Any]: ...
 
     def settings_for(self, module: str) -> Any: ...
+
+    def notice(self, target: str, text: str) -> None: ...
+
+    @property
+    def ignores(self) -> Ignores: ...
 
     def call_later(self, delay: float, fn: Callable[[], None]) -> None: ...
 
@@ -179,8 +185,10 @@ class Dispatcher:
 
     def handle(self, message: Message) -> None:
         """Called for every PRIVMSG; returns at once."""
+        admin = is_admin(message.source, self.host.config.admins)
+        if not admin and self.host.ignores.match(message.source) is not None:
+            return  # an ignored user reaches no command and no listener
         with self.live.lock:
-            admin = is_admin(message.source, self.host.config.admins)
             self._listeners(message, admin, None)
             self._command(message, admin, check_limits=True)
 
@@ -276,7 +284,7 @@ class Dispatcher:
         user = _user_key(message)
         if not admin:
             if not self.limiter.allow(f"user:{user}", rate.per_user, rate.window):
-                log.warning("rate limit: dropped %s from %s", name, source.mask)
+                self._flooding(message, name)
                 return False
             channel = message.channel
             if channel and not self.limiter.allow(
@@ -299,6 +307,17 @@ class Dispatcher:
             self.host.say(message.reply_target, f"{source.nick}: busy, try again in a moment")
             return False
         return True
+
+    def _flooding(self, message: Message, name: str) -> None:
+        """Past the per-user rate: ignored for a while, and told so once (or just dropped)."""
+        source, ignore_for = message.source, self.host.config.command_rate.ignore_for
+        if ignore_for <= 0:
+            log.warning("rate limit: dropped %s from %s", name, source.mask)
+            return
+        mask = f"*!{source.user}@{source.host}"
+        self.host.ignores.add(mask, ignore_for, "too many commands", "flood limit")
+        log.warning("rate limit: %s ignored for %g s (%s)", source.mask, ignore_for, name)
+        self.host.notice(source.nick, f"Too many commands: you are ignored for {ignore_for:g} s.")
 
     def _queued(self) -> int:
         return self._waiting  # an int read: no lock needed for a limit

@@ -16,12 +16,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.builtins import NAMES
 from bot.config import Config
 
 # A command name (bot.api) that is also a module name (bot.loader) and a function name.
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
-# The built-in commands' names (bot.builtins); the loader refuses modules that reuse them.
-RESERVED = frozenset({"help", "reload", "load", "unload", "modules", "rehash", "reconnect"})
+# The built-in commands' names: the loader refuses modules that reuse them.
+RESERVED = NAMES
 
 COMMAND_TEMPLATE = '''\
 """{name}: TODO say in one line what this module's commands are for.
