@@ -48,6 +48,9 @@ _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 _MARK = "__reloadbot_command__"
 _LISTEN = "__reloadbot_listeners__"
 
+#: What ``@command(require=...)`` takes: a channel mode, or a higher one, is needed.
+REQUIRE_LEVELS = (None, "op", "halfop", "voice")
+
 #: Events ``@on_event`` can listen to.
 EVENT_KINDS = frozenset({"join", "part", "quit", "nick", "kick"})
 
@@ -116,6 +119,15 @@ class Context(Protocol):
         """This module's ``Settings`` as config.yaml's ``modules:`` section sets them
         (None when the module declares no ``Settings``)."""
 
+    @property
+    def user_modes(self) -> frozenset[str]:
+        """The user's channel modes where the command was said: ``{"o"}`` for an op,
+        ``{"v"}`` for a voiced user; empty in private."""
+
+    @property
+    def is_op(self) -> bool:
+        """Whether the user is a channel operator (or more) where the command was said."""
+
     def reply(self, text: str) -> None:
         """Send another line where the command was said (channel, or the user in private)."""
 
@@ -183,6 +195,7 @@ class CommandSpec:
     aliases: tuple[str, ...]
     admin: bool
     func: CommandFunc
+    require: str | None = None  # "op", "halfop" or "voice" in the channel it is said in
 
     @property
     def help(self) -> str:
@@ -205,7 +218,11 @@ def command(func: F, /) -> F: ...
 
 @overload
 def command(
-    *, name: str | None = None, aliases: Iterable[str] = (), admin: bool = False
+    *,
+    name: str | None = None,
+    aliases: Iterable[str] = (),
+    admin: bool = False,
+    require: str | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -216,13 +233,16 @@ def command(
     name: str | None = None,
     aliases: Iterable[str] = (),
     admin: bool = False,
+    require: str | None = None,
 ) -> F | Callable[[F], F]:
     """Mark ``func(ctx, args)`` as a chat command.
 
     Use it bare (``@command``) or with options. The command's name is the
     function's name unless ``name`` is given; ``aliases`` are other names it
-    answers to; ``admin=True`` limits it to the ``admins`` of config.yaml. The
-    docstring is the help text and is required.
+    answers to; ``admin=True`` limits it to the ``admins`` of config.yaml;
+    ``require="op"`` (or ``"halfop"``, ``"voice"``) to users with that channel
+    mode (or a higher one) where it is said, and admins. The docstring is the
+    help text and is required.
 
     >>> @command(aliases=["hi"])
     ... def hello(ctx, args):
@@ -232,12 +252,16 @@ def command(
     ('hello', 'hi')
     """
 
+    if require not in REQUIRE_LEVELS:
+        raise ValueError(f"require= takes one of op, halfop, voice, got {require!r}")
+
     def mark(f: F) -> F:
         spec = CommandSpec(
             name=_valid_name(name or f.__name__),
             aliases=tuple(_valid_name(a) for a in aliases),
             admin=admin,
             func=f,
+            require=require,
         )
         setattr(f, _MARK, spec)
         return f

@@ -147,6 +147,11 @@ class App:
     def state_for(self, module: str) -> ModuleState:
         return self.storage.state(module)
 
+    def modes_of(self, channel: str | None, nick: str) -> frozenset[str]:
+        """``nick``'s modes in ``channel``, as the connection tracks them (none elsewhere)."""
+        members = getattr(self.connection, "members", None)  # the IRC connection's (Channels)
+        return members.modes_of(channel, nick) if members is not None else frozenset()
+
     def notice(self, target: str, text: str) -> None:
         try:
             self.outbox.put(target, text, command="NOTICE")

@@ -37,6 +37,7 @@ import irc.client
 import jaraco.stream.buffer
 from irc.strings import lower as irc_lower
 
+from bot.channels import Channels
 from bot.message import Message, Source
 from bot.outbox import Outbox
 
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 
 WANTED_CAPS = {
     "multi-prefix",
+    "userhost-in-names",
     "message-tags",
     "server-time",
     "account-tag",
@@ -261,6 +263,7 @@ class Connection:
         self._whox = False  # the server supports WHO %tna (ISUPPORT WHOX)
         self.account: str | None = None  # our own services account, once logged in
         self.accounts: dict[str, str | None] = {}  # lowercased nick -> account, tracked
+        self.members = Channels()  # who is in our channels, with their modes
         self._install_handlers()
 
     # -- thread-safe entry points ---------------------------------------------------
@@ -421,6 +424,7 @@ class Connection:
         self.account = None
         self.accounts = {}
         self.joined = set()
+        self.members.clear()
         log.info("connecting to %s:%d%s", s.host, s.port, " (TLS)" if s.tls else "")
         try:
             self.server.connect(
@@ -502,6 +506,8 @@ class Connection:
         add("part", self._on_part, -20)
         add("kick", self._on_kick, -20)
         add("quit", self._on_quit, -20)
+        add("namreply", self._on_names, -20)
+        add("mode", self._on_mode, -20)
         add("disconnect", self._on_disconnect, -20)
         add("pubmsg", self._on_privmsg, 0)
         add("privmsg", self._on_privmsg, 0)
@@ -669,6 +675,7 @@ class Connection:
             self.nick = event.target
         if old in self.accounts:
             self.accounts[irc_lower(event.target)] = self.accounts.pop(old)
+        self.members.renamed(event.source.nick, event.target)
         self._emit("nick", event)
 
     def _on_account(self, conn: Any, event: Any) -> None:
@@ -677,6 +684,7 @@ class Connection:
         self.accounts[irc_lower(event.source.nick)] = None if account in ("*", None) else account
 
     def _on_isupport(self, conn: Any, event: Any) -> None:
+        self.members.isupport(event.arguments)
         # The library's FeatureSet drops value-less tokens such as WHOX.
         if any(a == "WHOX" or a.startswith("WHOX=") for a in event.arguments):
             self._whox = True
@@ -714,12 +722,14 @@ class Connection:
             source = event.source
             self.userhost_length = len(f"{source.user}@{source.host}")
             log.info("joined %s", event.target)
+        self.members.joined(event.target, event.source.nick)
         self._emit("join", event)
 
     def _on_part(self, conn: Any, event: Any) -> None:
         if self._is_me(event.source.nick):
             self.joined.discard(irc_lower(event.target))
             log.info("left %s", event.target)
+        self.members.left(event.target, event.source.nick, me=self._is_me(event.source.nick))
         self._forget_account(event.source.nick)
         self._emit("part", event)
 
@@ -731,7 +741,9 @@ class Connection:
             if self._wanted(channel):
                 self._schedule_rejoin(channel, self.settings.rejoin_delay)
         if event.arguments:
-            self._forget_account(event.arguments[0])
+            kicked = event.arguments[0]
+            self.members.left(event.target, kicked, me=self._is_me(kicked))
+            self._forget_account(kicked)
         self._emit("kick", event)
 
     def _forget_account(self, nick: str) -> None:
@@ -790,7 +802,16 @@ class Connection:
 
     def _on_quit(self, conn: Any, event: Any) -> None:
         self.accounts.pop(irc_lower(event.source.nick), None)
+        self.members.quit(event.source.nick)
         self._emit("quit", event)
+
+    def _on_names(self, conn: Any, event: Any) -> None:
+        """RPL_NAMREPLY: ``= #channel :@op +voiced plain`` (all prefixes with multi-prefix)."""
+        if len(event.arguments) >= 3:
+            self.members.names(event.arguments[1], event.arguments[2].split())
+
+    def _on_mode(self, conn: Any, event: Any) -> None:
+        self.members.mode(event.target, list(event.arguments))
 
     def _on_disconnect(self, conn: Any, event: Any) -> None:
         was_registered = self.registered.is_set()

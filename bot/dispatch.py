@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from bot.api import CommandError, Event
 from bot.auth import is_admin
+from bot.channels import at_least
 from bot.config import Config
 from bot.ignores import Ignores
 from bot.loader import LoadedModule, format_exception
@@ -54,6 +55,8 @@ class Host(Protocol):
 
     def notice(self, target: str, text: str) -> None: ...
 
+    def modes_of(self, channel: str | None, nick: str) -> frozenset[str]: ...
+
     @property
     def ignores(self) -> Ignores: ...
 
@@ -74,7 +77,12 @@ class CallContext:
     _say: Callable[[str, str], None] = field(repr=False)
     _state_for: Callable[[str], MutableMapping[str, Any]] = field(repr=False)
     settings: Any = field(default=None, repr=False)
+    user_modes: frozenset[str] = frozenset()
     replies: int = 0
+
+    @property
+    def is_op(self) -> bool:
+        return at_least(self.user_modes, "op")
 
     @property
     def state(self) -> MutableMapping[str, Any]:
@@ -242,6 +250,16 @@ class Dispatcher:
         pooled = entry.module is not None
         if check_limits and not self._within_limits(message, entry.spec.name, admin, pooled):
             return
+        require = entry.spec.require
+        if require and not admin:
+            modes = self.host.modes_of(message.channel, message.source.nick)
+            if not at_least(modes, require):
+                where = "in this channel" if message.channel else "in the channel: say it there"
+                said = f"{config.prefix}{entry.spec.name}"
+                self.host.say(
+                    message.reply_target, f"{message.source.nick}: {said} needs {require} {where}"
+                )
+                return
         if entry.module is not None and entry.module.name in self.live.held:
             # Its module is being switched: run it on the new version (limits are passed).
             self.live.wait_for_switch(lambda: self._command(message, admin, check_limits=False))
@@ -334,6 +352,7 @@ class Dispatcher:
             _say=self.host.say,
             _state_for=self.host.state_for,
             settings=self.host.settings_for(module),
+            user_modes=self.host.modes_of(channel, nick),
         )
 
     # -- running calls -----------------------------------------------------------------

@@ -233,6 +233,7 @@ class RemoteVersion:
             "channel": ctx.channel,
             "bot_nick": ctx.bot_nick,
             "is_admin": ctx.is_admin,
+            "user_modes": frozenset(getattr(ctx, "user_modes", ())),
         }
         rid = next(self._ids)
         pending = _Pending(threading.Event(), ctx.reply)
@@ -512,7 +513,7 @@ def _fill(module: types.ModuleType, version: RemoteVersion, manifest: dict[str, 
     namespace = module.__dict__
     namespace[WORKER] = version
     isolation = version.isolation
-    for key, name, aliases, admin, help_text in manifest["commands"]:
+    for key, name, aliases, admin, help_text, require in manifest["commands"]:
 
         def forward(ctx: Any, args: str, key: str = key, name: str = name) -> list[str]:
             return version.call(key, name, ctx, args, isolation.command_timeout + 0.05)
@@ -520,7 +521,8 @@ def _fill(module: types.ModuleType, version: RemoteVersion, manifest: dict[str, 
         forward.__doc__ = help_text
         forward.__name__ = forward.__qualname__ = name
         forward.__module__ = module.__name__
-        namespace[f"__command_{name}"] = command(name=name, aliases=aliases, admin=admin)(forward)
+        mark = command(name=name, aliases=aliases, admin=admin, require=require)
+        namespace[f"__command_{name}"] = mark(forward)
     for key, label, pattern, events in manifest["listeners"]:
 
         def listen(ctx: Any, arg: Any, key: str = key, label: str = label) -> list[str]:

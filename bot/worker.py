@@ -135,6 +135,8 @@ class _Context:
         self.channel: str | None = info["channel"]
         self.bot_nick: str = info["bot_nick"]
         self.is_admin: bool = info["is_admin"]
+        self.user_modes: frozenset[str] = info.get("user_modes", frozenset())
+        self.is_op = bool(self.user_modes & {"q", "a", "o"})
         self.state = state
         self.log = logging.getLogger(f"commands.{state.module}")
 
@@ -350,7 +352,7 @@ class Worker:
         for spec in loaded.commands:
             key = f"c:{spec.name}"
             self.calls[key] = spec.func
-            commands.append((key, spec.name, spec.aliases, spec.admin, spec.help))
+            commands.append((key, spec.name, spec.aliases, spec.admin, spec.help, spec.require))
         listeners = []
         for i, spec in enumerate(loaded.listeners):
             key = f"l:{i}"
