@@ -177,8 +177,11 @@ class RemoteVersion:
 
     # -- starting -----------------------------------------------------------------------
 
-    def start(self, timeout: float) -> dict[str, Any]:
-        """Start a worker and load the module in it; its manifest. Raises LoadFailed."""
+    def start(self, timeout: float, serve: bool = True) -> dict[str, Any]:
+        """Start a worker and load the module in it; its manifest. Raises LoadFailed.
+
+        ``serve``: calls may come at once (a restart waits until it is set up again).
+        """
         self.process, conn = self.isolation.start_process()
         self.conn = conn
         self.started = time.monotonic()
@@ -217,7 +220,8 @@ class RemoteVersion:
         threading.Thread(
             target=self._serve_state, args=(requests,), name=f"state-{self.name}", daemon=True
         ).start()
-        self._up.set()
+        if serve:
+            self._up.set()
         return manifest
 
     # -- calls and hooks ----------------------------------------------------------------
@@ -257,15 +261,17 @@ class RemoteVersion:
     def hook(self, hook: str, args: tuple[Any, ...] = ()) -> None:
         """Run ``setup``/``teardown``/``migrate`` in the worker; raises what it raised.
 
-        State requests made meanwhile are answered on this thread: a migration
-        runs inside the transaction the caller holds.
+        During a migration, state requests are answered on this thread: it runs
+        inside the transaction the caller holds (nothing else runs in the
+        worker then). Any other hook's go to the state thread, like a call's.
         """
         rid = next(self._ids)
         pending = _Pending(threading.Event(), None)
         self._pending[rid] = pending
         pump: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
-        transactions: list[Any] = []  # the hook's own, inside the caller's if it has one
-        self._pump = pump
+        transactions: list[Any] = []  # the migration's own, inside the caller's
+        if hook == "migrate":
+            self._pump = pump
         try:
             self._post(("hook", rid, hook, args))
             deadline = time.monotonic() + self.isolation.hook_timeout
@@ -281,6 +287,9 @@ class RemoteVersion:
         finally:
             self._pump = None
             self._pending.pop(rid, None)
+            for stack in reversed(transactions):  # left open by a worker that died
+                with contextlib.suppress(Exception):
+                    stack.__exit__(RuntimeError, RuntimeError("worker died"), None)
         if pending.result is None:
             raise RuntimeError(f"its worker died during {hook}() ({_death(self.process)})")
         failure = pending.result[1]
@@ -441,10 +450,11 @@ class RemoteVersion:
         if self.stopping:
             return
         try:
-            self.start(self.isolation.command_timeout + 20)
+            self.start(self.isolation.command_timeout + 20, serve=False)
             if "setup" in self.hooks:
                 self.hook("setup")
             self.restarts += 1
+            self._up.set()  # calls again, once set up
         except Exception as exc:
             log.error("%s: restarting its worker failed: %s", self.name, exc)
             self._kill()

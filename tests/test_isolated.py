@@ -179,10 +179,11 @@ def test_a_worker_that_keeps_dying_is_a_crash_loop(
     for _ in range(bot.isolated.CRASH_DEATHS):
         wait_until(lambda: say(app, "!where")[:1] == ["first"], what="a worker to answer")
         say(app, "!crash")
-    assert app.notices[-1].startswith(
+    crash_loop = (
         f"iso: its worker died {bot.isolated.CRASH_DEATHS} times within 60 s (exit code 3);"
         " not restarted until it is reloaded"
     )
+    wait_until(lambda: app.notices[-1:] == [crash_loop], what="the crash-loop notice")
     assert say(app, "!where") == ["where: stopped, its worker crashed too often (reload it)"]
     edit(app, "iso.py", ISOLATED + "\n# fixed\n")
     assert app.reload(["iso"]).reloaded == ["iso"]
