@@ -17,6 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
+from irc.strings import lower as irc_lower
+
 from bot.api import Event
 from bot.builtins import Builtins
 from bot.config import Config, ConfigError, diff, load_config
@@ -161,8 +163,15 @@ class App:
     def running(self) -> list[Running]:
         return self.dispatcher.running()
 
-    def settings_for(self, module: str) -> Any:
-        return self.reloader.settings.get(module)
+    def settings_for(self, module: str, channel: str | None = None) -> Any:
+        """``module``'s Settings in ``channel`` (with that channel's overrides)."""
+        scoped = self.reloader.settings.get(module)
+        return scoped.get(channel) if scoped is not None else None
+
+    def fold(self) -> Callable[[str], str]:
+        """How the server compares nicks (its CASEMAPPING), as the connection learned it."""
+        members = getattr(self.connection, "members", None)
+        return members.fold if members is not None else irc_lower
 
     def _on_event(self, kind: str, source: Source, target: str, args: list[str]) -> None:
         """Joins, parts, quits, nick changes and kicks from the transport, for listeners."""
@@ -314,7 +323,7 @@ class App:
         except ConfigError as exc:
             log.error("config.yaml not applied, the old config stays in force:\n%s", exc)
             return "not applied, old config kept: " + " | ".join(map(str, exc.problems))
-        if new.modules != self.config.modules:  # each loaded module checks its section
+        if _module_scopes(new) != _module_scopes(self.config):  # each module checks its own
             # (outside the lock: it may wait for a reload, and close() must not)
             problems = self.reloader.check_settings(new)
             if problems:
@@ -332,6 +341,8 @@ class App:
                 new = replace(new, commands_dir=old.commands_dir)  # needs a restart
             self.config = new
             self.outbox.bucket.configure(new.rate_limit.per_second, new.rate_limit.burst)
+            # Server and SASL settings are read at the next connect; channel keys at a JOIN.
+            self.connection.update_settings(_settings(new))
             if change.join or change.part:
                 self.connection.set_channels(new.channels)
             if new.nicks != old.nicks:
@@ -340,8 +351,6 @@ class App:
                 self.watch_commands(new.watch)
             self._configure_isolation(new)  # modules move in or out on their next reload
             self.ignores.configure(new.ignore)
-            # Server and SASL settings are read at the next connect; the rest apply now.
-            self.connection.update_settings(_settings(new))
             logging.getLogger().setLevel(new.log_level)
             return change.describe()
 
@@ -356,6 +365,11 @@ class App:
         isolation.hook_timeout = config.reload_timeout
 
 
+def _module_scopes(config: Config) -> tuple[Any, ...]:
+    """What module settings depend on: ``modules:`` and the channels' overrides."""
+    return (config.modules, [(o.name, o.modules) for o in config.channel_options.values()])
+
+
 def _settings(config: Config) -> ConnectionSettings:
     return ConnectionSettings(
         host=config.server.host,
@@ -365,6 +379,7 @@ def _settings(config: Config) -> ConnectionSettings:
         password=config.server.password,
         nicks=config.nicks,
         channels=config.channels,
+        channel_keys={c: o.key for c, o in config.channel_options.items() if o.key},
         username=config.username,
         realname=config.realname,
         tls_certfile=str(config.server.tls_cert) if config.server.tls_cert else None,

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from bot.auth import AdminRule, AdminRuleError, parse_admin_rule
+from bot.auth import AdminRule, AdminRuleError, Grant, GrantError, parse_admin_rule, parse_grant
 
 _CHANNEL = re.compile(r"[#&+!][^\x00\x07\r\n ,:]{1,49}")
 _NICK = re.compile(r"[A-Za-z\[\]\\`_^{|}][A-Za-z0-9\[\]\\`_^{|}-]{0,29}")
@@ -68,6 +68,7 @@ class CommandRate:
     per_channel: int = 20
     window: float = 10.0
     ignore_for: float = 60.0  # a user past per_user is ignored this long (0: only dropped)
+    refusals: int = 1  # "is for admins only", "busy"...: said this often per user per window
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,16 @@ class RateLimit:
 
     burst: int = 5
     per_second: float = 2.0
+
+
+@dataclass(frozen=True)
+class ChannelOptions:
+    """A ``channels:`` entry written as a mapping: its key, what is off there, overrides."""
+
+    name: str
+    key: str | None = None  # the channel's +k key, sent with JOIN
+    disable: frozenset[str] = frozenset()  # module or command names turned off there
+    modules: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # settings there
 
 
 @dataclass(frozen=True)
@@ -105,6 +116,9 @@ class Config:
     state_db: Path | None = None
     log_level: str = "INFO"
     modules: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # raw sections
+    # irc-lowered channel name -> its options (every channel, mapping entry or not)
+    channel_options: Mapping[str, ChannelOptions] = field(default_factory=dict)
+    permissions: Mapping[str, tuple[Grant, ...]] = field(default_factory=dict)  # command -> who
     path: Path | None = None
     lines: Mapping[str, int] = field(default_factory=dict, compare=False)  # key -> line
 
@@ -181,6 +195,69 @@ def _channel(key: str, value: Any) -> str:
     return str(value)
 
 
+_CHANNEL_KEYS = {"name", "key", "disable", "modules"}
+_ALWAYS_ON = frozenset(
+    ["reload", "load", "unload", "modules", "rehash", "reconnect", "ignore", "unignore", "ignores"]
+)  # the admins' built-ins: never turned off, or an admin could lock themselves out
+
+
+def _channel_entry(key: str, value: Any) -> ChannelOptions:
+    """``"#bot"``, or ``{name: "#b", key: K, disable: [karma], modules: {weather: {...}}}``."""
+    if not isinstance(value, dict):
+        return ChannelOptions(_channel(key, value))
+    raw = _mapping(key, value, _CHANNEL_KEYS)
+    if "name" not in raw:
+        raise _Invalid(f"{key}.name", "missing; expected the channel's name, e.g. '#bot'")
+    name = _channel(f"{key}.name", raw["name"])
+    secret = None
+    if raw.get("key") is not None:
+        secret = _reference(f"{key}.key", _str(f"{key}.key", str(raw["key"])))
+        if any(c in secret for c in " ,\r\n\x00"):
+            raise _Invalid(f"{key}.key", "expected a key without spaces or commas")
+    disabled = []
+    for i, item in enumerate(_list(f"{key}.disable", raw.get("disable", []))):
+        where = f"{key}.disable[{i}]"
+        ok = isinstance(item, str) and re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", item) is not None
+        _expect(ok, where, "a module or command name, as !help names it", item)
+        if item.lower() in _ALWAYS_ON:
+            raise _Invalid(where, f"{item!r} is an admin command; it cannot be turned off")
+        disabled.append(item.lower())
+    modules = _module_sections(raw.get("modules", {}), f"{key}.modules")
+    return ChannelOptions(name, secret, frozenset(disabled), modules)
+
+
+def _reference(key: str, value: str) -> str:
+    """``${NAME}`` from the environment, ``${file:PATH}`` from a file (as module settings)."""
+    from bot.settings import resolve_references
+
+    resolved, problems = resolve_references({"value": value}, key)
+    if problems:
+        raise _Invalid(key, problems[0].message)
+    assert resolved is not None
+    found: Any = resolved["value"]
+    return found.reveal() if hasattr(found, "reveal") else str(found)
+
+
+def _permissions(value: Any) -> dict[str, tuple[Grant, ...]]:
+    """``permissions: {COMMAND: [op, voice, MASK, "account:NAME"]}``."""
+    raw = value if value is not None else {}
+    _expect(isinstance(raw, dict), "permissions", "a mapping of command names to lists", value)
+    checked: dict[str, tuple[Grant, ...]] = {}
+    for name, who in raw.items():
+        key = f"permissions.{name}"
+        ok = isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name) is not None
+        _expect(ok, key, "a command name, as !help names it", name)
+        grants = []
+        for i, entry in enumerate(_list(key, who)):
+            _expect(isinstance(entry, str), f"{key}[{i}]", "op, halfop, voice, a mask", entry)
+            try:
+                grants.append(parse_grant(entry))
+            except GrantError as exc:
+                raise _Invalid(f"{key}[{i}]", str(exc)) from None
+        checked[name.lower()] = tuple(grants)
+    return checked
+
+
 def _ignore_mask(key: str, value: Any) -> str:
     from bot.ignores import IgnoreError, normalise
 
@@ -191,13 +268,13 @@ def _ignore_mask(key: str, value: Any) -> str:
         raise _Invalid(key, str(exc)) from None
 
 
-def _module_sections(value: Any) -> dict[str, dict[str, Any]]:
+def _module_sections(value: Any, where: str = "modules") -> dict[str, dict[str, Any]]:
     """``modules: {NAME: {setting: value}}``; each module checks its own section."""
     sections = value if value is not None else {}
-    _expect(isinstance(sections, dict), "modules", "a mapping of module names to settings", value)
+    _expect(isinstance(sections, dict), where, "a mapping of module names to settings", value)
     checked: dict[str, dict[str, Any]] = {}
     for name, section in sections.items():
-        key = f"modules.{name}"
+        key = f"{where}.{name}"
         _expect(isinstance(name, str) and name.isidentifier(), key, "a module name", name)
         section = section if section is not None else {}
         _expect(isinstance(section, dict), key, "a mapping of settings", section)
@@ -257,12 +334,14 @@ def _sasl(value: Any) -> SaslConfig | None:
 
 
 def _command_rate(value: Any) -> CommandRate:
-    raw = _mapping("command_rate", value, {"per_user", "per_channel", "window", "ignore_for"})
+    known = {"per_user", "per_channel", "window", "ignore_for", "refusals"}
+    raw = _mapping("command_rate", value, known)
     return CommandRate(
         per_user=_int("command_rate.per_user", raw.get("per_user", 5), 1, 100_000),
         per_channel=_int("command_rate.per_channel", raw.get("per_channel", 20), 1, 100_000),
         window=_number("command_rate.window", raw.get("window", 10), 0.1, 3600),
         ignore_for=_number("command_rate.ignore_for", raw.get("ignore_for", 60), 0, 86400 * 7),
+        refusals=_int("command_rate.refusals", raw.get("refusals", 1), 0, 100_000),
     )
 
 
@@ -307,10 +386,21 @@ def _build(raw: dict[str, Any], base_dir: Path) -> Config:
         return tuple(parse(f"{key}[{i}]", v) for i, v in enumerate(_list(key, raw.get(key, []))))
 
     nick = _nick("nick", raw["nick"])
+    from irc.strings import lower
+
+    entries = each("channels", _channel_entry)
+    options = {lower(o.name): o for o in entries}
+    if len(options) < len(entries):
+        twice = next(
+            o.name for o in entries if sum(lower(e.name) == lower(o.name) for e in entries) > 1
+        )
+        raise _Invalid("channels", f"{twice} is listed twice")
     kwargs: dict[str, Any] = {
         "server": _server(raw["server"], base_dir),
         "nick": nick,
-        "channels": each("channels", _channel),
+        "channels": tuple(o.name for o in entries),
+        "channel_options": options,
+        "permissions": _permissions(raw.get("permissions", {})),
         "prefix": _prefix("prefix", raw["prefix"]),
         "admins": _admins(raw["admins"]),
         "commands_dir": base_dir / _str("commands_dir", raw["commands_dir"]),
@@ -340,7 +430,7 @@ def _build(raw: dict[str, Any], base_dir: Path) -> Config:
     return Config(**kwargs)
 
 
-_KNOWN = {f.name for f in fields(Config)} - {"path", "lines"}
+_KNOWN = {f.name for f in fields(Config)} - {"path", "lines", "channel_options"}
 
 
 def parse_config(text: str, *, base_dir: Path, file: str = "config.yaml") -> Config:
@@ -380,6 +470,12 @@ def parse_config(text: str, *, base_dir: Path, file: str = "config.yaml") -> Con
         ) from None
     keys = [f"modules.{n}.{k}" for n, section in config.modules.items() for k in section]
     keys += [f"modules.{n}" for n in config.modules]
+    for i, options in enumerate(config.channel_options.values()):
+        for n, section in options.modules.items():
+            keys += [
+                f"channels[{i}].modules.{n}",
+                *(f"channels[{i}].modules.{n}.{k}" for k in section),
+            ]
     lines = {key: line for key in keys if (line := _line(root, key)) is not None}
     return replace(config, lines=lines)
 
@@ -444,7 +540,9 @@ class ConfigChange:
             parts.append(f"leaving {', '.join(self.part)}")
         if self.nick:
             parts.append(f"nick -> {self.nick}")
-        later = ("channels", "nick", *self.needs_reconnect, *self.needs_restart)
+        later = ("nick", *self.needs_reconnect, *self.needs_restart)
+        if self.join or self.part:
+            later += ("channels",)  # said as joining/leaving
         live = [k for k in self.changed if k not in later]
         if live:
             parts.append(f"applied {', '.join(live)}")
@@ -462,8 +560,11 @@ def diff(old: Config, new: Config) -> ConfigChange:
     changed = tuple(
         f.name
         for f in fields(Config)
-        if f.name not in ("path", "lines") and getattr(old, f.name) != getattr(new, f.name)
+        if f.name not in ("path", "lines", "channel_options")
+        and getattr(old, f.name) != getattr(new, f.name)
     )
+    if "channels" not in changed and old.channel_options != new.channel_options:
+        changed += ("channels",)  # a key, a switch or an override in a channel's entry
     old_ch = {lower(c): c for c in old.channels}
     new_ch = {lower(c): c for c in new.channels}
     return ConfigChange(

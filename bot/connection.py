@@ -99,6 +99,7 @@ class ConnectionSettings:
     port: int
     nicks: tuple[str, ...]
     channels: tuple[str, ...] = ()
+    channel_keys: dict[str, str] = field(default_factory=dict)  # irc-lowered name -> +k key
     tls: bool = False
     tls_verify: bool = True
     password: str | None = None
@@ -644,7 +645,7 @@ class Connection:
         self.backoff.reset()
         log.info("registered as %s (caps: %s)", self.nick, ", ".join(sorted(self.caps)) or "none")
         for channel in self.settings.channels:
-            self.send_now(f"JOIN {channel}")
+            self._join(channel)
 
     def _on_nick_refused(self, conn: Any, event: Any) -> None:
         if self.registered.is_set():
@@ -761,6 +762,10 @@ class Connection:
         else:
             self.accounts.pop(irc_lower(nick), None)
 
+    def _join(self, channel: str) -> None:
+        key = self.settings.channel_keys.get(irc_lower(channel))
+        self.send_now(f"JOIN {channel} {key}" if key else f"JOIN {channel}")
+
     def _wanted(self, channel: str) -> bool:
         return irc_lower(channel) in {irc_lower(c) for c in self.settings.channels}
 
@@ -780,7 +785,7 @@ class Connection:
     def _rejoin(self, channel: str) -> None:
         wanted = self.registered.is_set() and self._wanted(channel)
         if wanted and irc_lower(channel) not in self.joined:
-            self.send_now(f"JOIN {channel}")
+            self._join(channel)
 
     def _on_cannot_join(self, conn: Any, event: Any) -> None:
         """Banned, invite-only, wrong key, full: report, then try again much later."""
@@ -831,7 +836,7 @@ class Connection:
             return
         for key, channel in new.items():
             if key not in old:
-                self.send_now(f"JOIN {channel}")
+                self._join(channel)
         for key in old - new.keys():
             self.send_now(f"PART {key}")
 

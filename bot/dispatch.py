@@ -20,7 +20,6 @@ import logging
 import threading
 import time
 import traceback
-from collections import deque
 from collections.abc import Callable, Iterable, MutableMapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,12 +27,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bot.api import CommandError, Event
-from bot.auth import is_admin
 from bot.channels import at_least
 from bot.config import Config
 from bot.ignores import Ignores
 from bot.loader import LoadedModule, format_exception
 from bot.message import Message
+from bot.policy import Policy, user_key
 from bot.registry import Entry, Live
 
 log = logging.getLogger(__name__)
@@ -51,7 +50,7 @@ class Host(Protocol):
 
     def state_for(self, module: str) -> MutableMapping[str, Any]: ...
 
-    def settings_for(self, module: str) -> Any: ...
+    def settings_for(self, module: str, channel: str | None = None) -> Any: ...
 
     def notice(self, target: str, text: str) -> None: ...
 
@@ -61,6 +60,8 @@ class Host(Protocol):
     def ignores(self) -> Ignores: ...
 
     def call_later(self, delay: float, fn: Callable[[], None]) -> None: ...
+
+    def fold(self) -> Callable[[str], str]: ...
 
 
 @dataclass
@@ -128,29 +129,6 @@ class Job:
     timeout: float | None = None  # None: the config's command_timeout
 
 
-class RateLimiter:
-    """Sliding-window counts per key (a user, a channel); not thread-safe by design.
-
-    Only the connection thread calls it, once per command.
-    """
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._hits: dict[str, deque[float]] = {}
-
-    def allow(self, key: str, limit: int, window: float) -> bool:
-        now = self._clock()
-        hits = self._hits.setdefault(key, deque())
-        while hits and hits[0] <= now - window:
-            hits.popleft()
-        if len(hits) >= limit:
-            return False
-        hits.append(now)
-        if len(self._hits) > 10_000:  # forget idle keys so memory stays bounded
-            self._hits = {k: v for k, v in self._hits.items() if v and v[-1] > now - window}
-        return True
-
-
 class Dispatcher:
     #: Stuck calls (past their timeout) one user may have, admins included, before
     #: their new commands are refused, so one user's hanging commands cannot take
@@ -174,7 +152,9 @@ class Dispatcher:
         self.builtin_executor = ThreadPoolExecutor(
             self.builtin_threads, thread_name_prefix="builtin"
         )
-        self.limiter = RateLimiter()
+        self.policy = Policy(
+            lambda: host.config, host.ignores, host.say, host.notice, fold=host.fold
+        )
         self._running: dict[int, Running] = {}
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
@@ -193,8 +173,9 @@ class Dispatcher:
 
     def handle(self, message: Message) -> None:
         """Called for every PRIVMSG; returns at once."""
-        admin = is_admin(message.source, self.host.config.admins)
-        if not admin and self.host.ignores.match(message.source) is not None:
+        policy = self.policy
+        admin = policy.is_admin(message.source)
+        if not admin and policy.ignored(message.source):
             return  # an ignored user reaches no command and no listener
         with self.live.lock:
             self._listeners(message, admin, None)
@@ -221,7 +202,7 @@ class Dispatcher:
             if only is not None and module.name != only:
                 continue
             match = spec.pattern.search(message.text) if spec.pattern else None
-            if match is None:
+            if match is None or self.policy.off(message.channel, module.name):
                 continue
             if module.name in held:
                 if only is None:  # once per module: the retry runs all its listeners
@@ -235,36 +216,44 @@ class Dispatcher:
             self.start(Job(_label(module, spec.func), module, ctx, _bind(spec.func, match), False))
 
     def _command(self, message: Message, admin: bool, *, check_limits: bool) -> None:
-        config = self.host.config
+        config, policy = self.host.config, self.policy
         if not message.text.startswith(config.prefix):
             return
         name, _, args = message.text[len(config.prefix) :].partition(" ")
         entry = self.live.registry.find(name) if name else None
         if entry is None:
             return  # unknown commands get no reply: no noise in channels
-        if entry.spec.admin and not admin:
-            log.warning("refused %s%s to %s", config.prefix, entry.spec.name, message.source.mask)
-            text = f"{message.source.nick}: {config.prefix}{entry.spec.name} is for admins only"
-            self.host.say(message.reply_target, text)
+        spec, module = entry.spec, entry.module
+        if policy.off(message.channel, module.name if module else None, spec.name):
+            return  # turned off in this channel: as if it were not there
+        if check_limits and not (admin or policy.within_rate(message, spec.name)):
             return
-        pooled = entry.module is not None
-        if check_limits and not self._within_limits(message, entry.spec.name, admin, pooled):
-            return
-        require = entry.spec.require
-        if require and not admin:
-            modes = self.host.modes_of(message.channel, message.source.nick)
-            if not at_least(modes, require):
-                where = "in this channel" if message.channel else "in the channel: say it there"
-                said = f"{config.prefix}{entry.spec.name}"
-                self.host.say(
-                    message.reply_target, f"{message.source.nick}: {said} needs {require} {where}"
-                )
+        said = f"{config.prefix}{spec.name}"
+        if not admin:
+            why = self._refusal(message, entry)
+            if why is not None:
+                log.warning("refused %s to %s: %s", said, message.source.mask, why)
+                policy.refuse(message, f"{said} {why}")
                 return
-        if entry.module is not None and entry.module.name in self.live.held:
+        if check_limits and module is not None and not self._room_for(message, admin):
+            return
+        if module is not None and module.name in self.live.held:
             # Its module is being switched: run it on the new version (limits are passed).
             self.live.wait_for_switch(lambda: self._command(message, admin, check_limits=False))
             return
         self._start_command(message, entry, args, admin)
+
+    def _refusal(self, message: Message, entry: Entry) -> str | None:
+        """Why a non-admin may not run ``entry`` here (None: they may)."""
+        spec = entry.spec
+        if spec.admin:
+            return "is for admins only"
+        modes = self.host.modes_of(message.channel, message.source.nick)
+        why = self.policy.permitted(message, spec.name, modes)
+        if why is None and spec.require and not at_least(modes, spec.require):
+            where = "in this channel" if message.channel else "in the channel: say it there"
+            why = f"needs {spec.require} {where}"
+        return why
 
     def _start_command(self, message: Message, entry: Entry, args: str, admin: bool) -> None:
         config = self.host.config
@@ -277,7 +266,7 @@ class Dispatcher:
         if entry.module is None and entry.spec.admin:
             timeout = max(config.command_timeout, config.reload_timeout + config.command_timeout)
         job = Job(
-            entry.spec.name, entry.module, ctx, call, True, _user_key(message), audit, timeout
+            entry.spec.name, entry.module, ctx, call, True, user_key(message.source), audit, timeout
         )
         self.start(job)
 
@@ -285,6 +274,8 @@ class Dispatcher:
         held = self.live.held
         for spec, module in self.live.registry.listeners():
             if event.kind not in spec.events or (only is not None and module.name != only):
+                continue
+            if self.policy.off(event.channel, module.name):
                 continue
             if module.name in held:
                 if only is None:
@@ -294,48 +285,20 @@ class Dispatcher:
             ctx = self._context(module.name, event.nick, event.channel, False)
             self.start(Job(_label(module, spec.func), module, ctx, _bind(spec.func, event), False))
 
-    def _within_limits(self, message: Message, name: str, admin: bool, pooled: bool) -> bool:
-        """Per-user and per-channel command rates (not for admins), and for a command on
-        the worker pool, room left by stuck calls and the queue (admins too)."""
-        rate = self.host.config.command_rate
-        source = message.source
-        user = _user_key(message)
-        if not admin:
-            if not self.limiter.allow(f"user:{user}", rate.per_user, rate.window):
-                self._flooding(message, name)
-                return False
-            channel = message.channel
-            if channel and not self.limiter.allow(
-                f"chan:{channel.lower()}", rate.per_channel, rate.window
-            ):
-                log.warning("rate limit: dropped %s in %s", name, channel)
-                return False
-        if not pooled:
-            return True  # the built-ins have threads of their own
+    def _room_for(self, message: Message, admin: bool) -> bool:
+        """Room on the worker pool (admins too): not too many stuck calls, a queue not full."""
+        user = user_key(message.source)
         with self._lock:
             stuck = [r for r in self._running.values() if r.stuck and r.pooled]
         if sum(1 for r in stuck if r.user == user) >= self.max_stuck_per_user:
-            self.host.say(
-                message.reply_target, f"{source.nick}: still busy with your last commands"
-            )
+            self.policy.refuse(message, "still busy with your last commands", admin=admin)
             return False
         workers = self.executor._max_workers
         full = self._queued() >= workers * self.max_queued_commands_per_worker
         if len(stuck) >= workers or full:
-            self.host.say(message.reply_target, f"{source.nick}: busy, try again in a moment")
+            self.policy.refuse(message, "busy, try again in a moment", admin=admin)
             return False
         return True
-
-    def _flooding(self, message: Message, name: str) -> None:
-        """Past the per-user rate: ignored for a while, and told so once (or just dropped)."""
-        source, ignore_for = message.source, self.host.config.command_rate.ignore_for
-        if ignore_for <= 0:
-            log.warning("rate limit: dropped %s from %s", name, source.mask)
-            return
-        mask = f"*!{source.user}@{source.host}"
-        self.host.ignores.add(mask, ignore_for, "too many commands", "flood limit")
-        log.warning("rate limit: %s ignored for %g s (%s)", source.mask, ignore_for, name)
-        self.host.notice(source.nick, f"Too many commands: you are ignored for {ignore_for:g} s.")
 
     def _queued(self) -> int:
         return self._waiting  # an int read: no lock needed for a limit
@@ -351,7 +314,7 @@ class Dispatcher:
             reply_target=channel or nick,
             _say=self.host.say,
             _state_for=self.host.state_for,
-            settings=self.host.settings_for(module),
+            settings=self.host.settings_for(module, channel),
             user_modes=self.host.modes_of(channel, nick),
         )
 
@@ -486,11 +449,6 @@ class Dispatcher:
         """Start no more calls; calls still running are not waited for."""
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.builtin_executor.shutdown(wait=False, cancel_futures=True)
-
-
-def _user_key(message: Message) -> str:
-    """Who a user is for limits: user@host, which survives nick changes."""
-    return f"{message.source.user}@{message.source.host}".lower()
 
 
 def _bind(func: Callable[..., object], arg: object) -> Callable[[CallContext], object]:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import fnmatch
 import itertools
 import logging
@@ -572,14 +573,19 @@ def _hook_forwarder(version: RemoteVersion, hook: str) -> Callable[..., None]:
 
 
 def _section(config: Any, name: str) -> tuple[Any, dict[str, int], str, list[Any]]:
-    """A module's settings section for its worker, references read here; its lines,
+    """A module's settings scopes for its worker, references read here; their lines,
     the config file's name, and problems reading the references."""
-    from bot.settings import resolve_references
+    from bot.settings import resolve_references, scopes
 
-    lines = {k: v for k, v in config.lines.items() if k.startswith(f"modules.{name}")}
+    found, problems = [], []
+    for scope in scopes(config, name):
+        section, wrong = resolve_references(scope.section, scope.prefix)
+        problems += [p for p in wrong if p not in problems]
+        found.append(dataclasses.replace(scope, section=section))
+    wanted = (f"modules.{name}", *(k for scope in found for k in scope.given))
+    lines = {k: v for k, v in config.lines.items() if k.startswith(wanted)}
     file = config.path.name if config.path is not None else "config.yaml"
-    section, problems = resolve_references(config.modules.get(name), f"modules.{name}")
-    return section, lines, file, problems
+    return found, lines, file, problems
 
 
 def worker_of(module: types.ModuleType) -> RemoteVersion | None:

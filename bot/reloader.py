@@ -48,7 +48,7 @@ from bot.loader import (
 )
 from bot.registry import Live, Registry
 from bot.runner import Overrun, Runner
-from bot.settings import build, declared_at, settings_class
+from bot.settings import Scoped, build_scoped, declared_at, scopes, settings_class
 from bot.storage import ModuleState
 
 log = logging.getLogger(__name__)
@@ -195,7 +195,7 @@ class Reloader:
         self.scope: set[str] | None = None
         self.isolation: Isolate | None = None  # modules that run in worker processes
         # Skipped files already logged, and already told to each audience.
-        self.settings: dict[str, Any] = {}  # module -> its Settings now in force
+        self.settings: dict[str, Scoped] = {}  # module -> its Settings now in force
         self._skips_logged: set[str] = set()
         self._skips_told: dict[str, set[str]] = {}
         self._collect_pending = False
@@ -538,31 +538,31 @@ class Reloader:
         Reading a ``Settings`` class runs module code (its annotations, its
         ``__post_init__``): on the runner, like the rest.
         """
-        built: dict[str, Any] = {}
+        built: dict[str, Scoped] = {}
         errors: list[LoadError] = []
         for name, loaded in modules.items():
             fresh = current.get(name) is not loaded
             if loaded.is_helper or not (fresh or everyone) or WORKER in vars(loaded.module):
                 continue
-            section = config.modules.get(name)
+            found = scopes(config, name)
+            shown = self.loader.folder.display(loaded.path)
             cls = settings_class(loaded.module)
             if cls is None:
-                if section is not None:
-                    line = config.lines.get(f"modules.{name}")
+                for key in (key for scope in found for key in scope.given):
+                    line = config.lines.get(key)
                     message = (
-                        f"modules.{name}: {self.loader.folder.display(loaded.path)} declares no"
-                        " Settings (a dataclass named Settings) to read it"
+                        f"{key}: {shown} declares no Settings (a dataclass named Settings)"
+                        " to read it"
                     )
                     errors.append(LoadError(name, _config_file(config), line, message))
                 continue
-            label = f"the Settings of {self.loader.folder.display(loaded.path)}"
-            instance, problems = run(
-                label, functools.partial(build, cls, section, f"modules.{name}")
-            )
+            label = f"the Settings of {shown}"
+            instance, problems = run(label, functools.partial(build_scoped, cls, found))
             declared = declared_at(loaded.source)
-            where = self.loader.folder.display(loaded.path) + (f":{declared}" if declared else "")
+            where = shown + (f":{declared}" if declared else "")
             for problem in problems:
-                line = config.lines.get(problem.key) or config.lines.get(f"modules.{name}")
+                section = problem.key.rsplit(".", 1)[0]
+                line = config.lines.get(problem.key) or config.lines.get(section)
                 message = f"{problem.key}: {problem.message} (Settings in {where})"
                 errors.append(LoadError(name, _config_file(config), line, message))
             if not problems:
@@ -593,11 +593,11 @@ class Reloader:
             if texts:
                 return ReloadReport(errors=texts)
             if not errors:
-                for name, instance in built.items():
-                    self.settings[name] = instance
+                for name, scoped in built.items():
+                    self.settings[name] = scoped
                     for loaded, handle in self._handles.items():
                         if loaded.name == name:
-                            handle.settings = instance
+                            handle.settings = scoped.default
             return ReloadReport(errors=[str(e) for e in errors])
 
         report = self._exclusive("settings", check, wait=True)
@@ -624,7 +624,8 @@ class Reloader:
         new = [m for n, m in modules.items() if current.get(n) is not m and not m.is_helper]
         for loaded in new:
             handle = ModuleHandle(self.host, self.run_timer, loaded)
-            handle.settings = settings.get(loaded.name)
+            scoped = settings.get(loaded.name)
+            handle.settings = scoped.default if scoped is not None else None
             self._handles[loaded] = handle
         self.live.hold({m.name for m in old} | {m.name for m in new}, old)
         undo = _Undo()

@@ -2,8 +2,9 @@
 
 Owns one rule set: a module declares its settings once, in its own file, as a
 dataclass named ``Settings`` (field types and defaults); the operator writes
-``modules: {NAME: {field: value}}``; ``build`` checks every value against its
-field and says what is wrong with each, naming the config key. Values of the
+``modules: {NAME: {field: value}}`` (and, for one channel, overrides in its
+``channels:`` entry); ``build`` checks every value against its field and says
+what is wrong with each, naming the config key. Values of the
 form ``${NAME}`` come from the environment, ``${file:PATH}`` from a file (its
 text, stripped); a field typed ``bot.api.Secret`` holds its value so that it is
 never printed, and no problem message ever shows a secret's value.
@@ -22,7 +23,17 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from bot.api import Secret
 
-__all__ = ["Problem", "build", "declared_at", "resolve_references", "settings_class"]
+__all__ = [
+    "Problem",
+    "Scope",
+    "Scoped",
+    "build",
+    "build_scoped",
+    "declared_at",
+    "resolve_references",
+    "scopes",
+    "settings_class",
+]
 
 _REFERENCE = re.compile(r"\$\{([^}]*)\}")
 
@@ -33,6 +44,69 @@ class Problem:
 
     key: str
     message: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Scope:
+    """Where a module's settings apply: everywhere (``channel`` None) or in one channel.
+
+    A channel's ``section`` is the module's section with that channel's overrides
+    laid over it; ``keys`` names the config key each overriding setting came from.
+    """
+
+    channel: str | None  # irc-lowered
+    section: Mapping[str, Any] | None
+    prefix: str  # modules.weather
+    keys: Mapping[str, str] = dataclasses.field(default_factory=dict)  # setting -> its prefix
+    given: tuple[str, ...] = ()  # the config keys that set anything here
+
+
+@dataclasses.dataclass(frozen=True)
+class Scoped:
+    """A module's ``Settings`` everywhere, and in the channels that override some."""
+
+    default: Any
+    channels: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def get(self, channel: str | None) -> Any:
+        if channel is None or not self.channels:
+            return self.default
+        from irc.strings import lower
+
+        return self.channels.get(lower(channel), self.default)
+
+
+def scopes(config: Any, name: str) -> list[Scope]:
+    """Module ``name``'s scopes in ``config``: its ``modules:`` section, then each channel's."""
+    from irc.strings import lower
+
+    base = config.modules.get(name)
+    prefix = f"modules.{name}"
+    found = [Scope(None, base, prefix, {}, (prefix,) if base is not None else ())]
+    for i, options in enumerate(config.channel_options.values()):
+        override = options.modules.get(name)
+        if override is None:
+            continue
+        where = f"channels[{i}].modules.{name}"
+        keys = dict.fromkeys(override, where)
+        found.append(
+            Scope(lower(options.name), {**(base or {}), **override}, prefix, keys, (where,))
+        )
+    return found
+
+
+def build_scoped(cls: type, found: list[Scope]) -> tuple[Scoped | None, list[Problem]]:
+    """``cls`` built for every scope, or every problem (each named once)."""
+    built: dict[str | None, Any] = {}
+    problems: list[Problem] = []
+    for scope in found:
+        instance, wrong = build(cls, scope.section, scope.prefix, scope.keys)
+        problems += [p for p in wrong if p not in problems]
+        built[scope.channel] = instance
+    if problems:
+        return None, problems
+    default = built.pop(None)
+    return Scoped(default, {c: v for c, v in built.items() if c is not None}), []
 
 
 def declared_at(source: bytes) -> int | None:
@@ -47,22 +121,30 @@ def settings_class(module: types.ModuleType) -> type | None:
     return cls if isinstance(cls, type) and dataclasses.is_dataclass(cls) else None
 
 
-def build(cls: type, raw: Mapping[str, Any] | None, prefix: str) -> tuple[Any, list[Problem]]:
+def build(
+    cls: type,
+    raw: Mapping[str, Any] | None,
+    prefix: str,
+    keys: Mapping[str, str] | None = None,
+) -> tuple[Any, list[Problem]]:
     """An instance of ``cls`` from ``raw`` (the module's section), or the problems.
 
-    ``prefix`` is the section's config key (``modules.weather``).
+    ``prefix`` is the section's config key (``modules.weather``); ``keys`` gives
+    another for settings that came from elsewhere (a channel's overrides).
     """
     raw = raw or {}
+    keys = keys or {}
     problems: list[Problem] = []
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     for key in raw:
         if key not in fields:
             known = ", ".join(fields) or "none"
-            problems.append(Problem(f"{prefix}.{key}", f"unknown setting (its settings: {known})"))
+            where = f"{keys.get(key, prefix)}.{key}"
+            problems.append(Problem(where, f"unknown setting (its settings: {known})"))
     values: dict[str, Any] = {}
     for name, field in fields.items():
-        key = f"{prefix}.{name}"
+        key = f"{keys.get(name, prefix)}.{name}"
         kind = hints.get(name, Any)
         if name not in raw:
             missing = dataclasses.MISSING

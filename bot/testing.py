@@ -173,7 +173,7 @@ def _test_config(
         # the per-user running cap are the same; only the flood limits (which would
         # drop a test's sixth command within ten seconds) are out of the way.
         rate_limit=RateLimit(burst=1_000_000, per_second=1_000_000.0),
-        command_rate=CommandRate(per_user=1_000_000, per_channel=1_000_000),
+        command_rate=CommandRate(per_user=1_000_000, per_channel=1_000_000, refusals=1_000_000),
         command_timeout=command_timeout,
         isolate=isolate,
         modules=dict(modules or {}),

@@ -265,7 +265,7 @@ class Worker:
         self.folder: Path | None = None
         self.state: RemoteState | None = None
         self.calls: dict[str, Callable[..., object]] = {}  # key -> function
-        self.settings: Any = None  # the module's Settings, from config.yaml
+        self.settings: Any = None  # the module's Settings (bot.settings.Scoped), from config.yaml
         self.source = b""
         self.patterns: dict[str, re.Pattern[str]] = {}  # listener key -> its pattern
 
@@ -280,12 +280,12 @@ class Worker:
         namespace: str,
         name: str,
         sources: dict[str, tuple[str, bytes]],
-        section: dict[str, Any] | None = None,
+        scopes: list[Any] | None = None,
         lines: dict[str, int] | None = None,
         config_file: str = "config.yaml",
     ) -> None:
         """Execute module ``name`` and its helpers from ``sources`` (name -> path, bytes:
-        exactly what the bot read), read its settings from ``section``; answer what the
+        exactly what the bot read), read its settings from ``scopes``; answer what the
         module offers."""
         self.name, self.folder = name, Path(folder)
         loader = Loader(self.folder, namespace)
@@ -301,7 +301,7 @@ class Worker:
         loaded = modules[name]
         self.module = loaded.module
         self.source = loaded.source
-        problems = self._settings(section, lines or {}, config_file, apply=True)
+        problems = self._settings(scopes, lines or {}, config_file, apply=True)
         if problems:
             self.link.send(("failed", problems, [str(loaded.path)]))
             return
@@ -309,41 +309,42 @@ class Worker:
         self.link.send(("loaded", self._manifest(loaded)))
 
     def _settings(
-        self, section: Any, lines: dict[str, int], config_file: str, apply: bool
+        self, found: Any, lines: dict[str, int], config_file: str, apply: bool
     ) -> list[tuple[str, str, int | None, str]]:
-        """The module's ``Settings`` from ``section``: its problems, as load errors."""
-        from bot.settings import build, declared_at, settings_class
+        """The module's ``Settings`` in each scope (see bot.settings): its problems, as load
+        errors."""
+        from bot.settings import build_scoped, declared_at, settings_class
 
+        found = found or []
         cls = settings_class(self.module)
-        key = f"modules.{self.name}"
+        shown = f"{self.folder.name if self.folder else ''}/{self.name}.py"
         if cls is None:
-            if section is None:
-                return []
-            message = f"{key}: {self.name}.py declares no Settings (a dataclass named Settings)"
-            return [(self.name, config_file, lines.get(key), message)]
-        instance, problems = build(cls, section, key)
+            return [
+                (self.name, config_file, lines.get(key), f"{key}: {shown} declares no Settings")
+                for scope in found
+                for key in scope.given
+            ]
+        scoped, problems = build_scoped(cls, found)
         declared = declared_at(self.source)
-        where = f"{self.folder.name if self.folder else ''}/{self.name}.py" + (
-            f":{declared}" if declared else ""
-        )
+        where = shown + (f":{declared}" if declared else "")
         if problems:
             return [
                 (
                     self.name,
                     config_file,
-                    lines.get(p.key) or lines.get(key),
+                    lines.get(p.key) or lines.get(p.key.rsplit(".", 1)[0]),
                     f"{p.key}: {p.message} (Settings in {where})",
                 )
                 for p in problems
             ]
         if apply:
-            self.settings = instance
+            self.settings = scoped
         return []
 
     def check_settings(
-        self, rid: int, section: Any, lines: dict[str, int], config_file: str, apply: bool
+        self, rid: int, scopes: Any, lines: dict[str, int], config_file: str, apply: bool
     ) -> None:
-        problems = self._settings(section, lines, config_file, apply)
+        problems = self._settings(scopes, lines, config_file, apply)
         texts = [f"{f}:{line}: {m}" if line else f"{f}: {m}" for _, f, line, m in problems]
         self.link.send(("done", rid, texts, None))
 
@@ -376,7 +377,8 @@ class Worker:
     def call(self, rid: int, key: str, info: dict[str, Any], arg: Any) -> None:
         func = self.calls.get(key)
         assert self.state is not None
-        ctx = _Context(self.link, rid, info, self.state, self.settings)
+        settings = self.settings.get(info["channel"]) if self.settings is not None else None
+        ctx = _Context(self.link, rid, info, self.state, settings)
         if key in self.patterns:
             arg = self.patterns[key].search(arg)  # the Match itself does not travel
         self.pool.submit(self._run_call, rid, func, ctx, arg)
@@ -420,7 +422,7 @@ class Worker:
                 if hook == "teardown":
                     self.timers.stop()
                 handle = _Handle(self.link, self.name, self.state, self.timers)
-                handle.settings = self.settings
+                handle.settings = self.settings.default if self.settings is not None else None
                 fn(handle)  # type: ignore[misc]
             self.link.send(("done", rid, [], None))
         except BaseException as exc:  # module code may raise anything, even SystemExit

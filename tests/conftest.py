@@ -278,7 +278,7 @@ def bot_files(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[..., B
             "commands_dir": "commands",
             "state_db": str(base / "state.sqlite3"),
             "rate_limit": {"burst": 1000, "per_second": 1000},
-            "command_rate": {"per_user": 1000, "per_channel": 1000, "window": 1},
+            "command_rate": {"per_user": 1000, "per_channel": 1000, "window": 1, "refusals": 1000},
             "watch": watch,
         }
         if extra.get("notify") is True:

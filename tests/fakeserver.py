@@ -467,7 +467,7 @@ BASE_CONFIG: dict[str, Any] = {
     "commands_dir": "commands",
     "state_db": None,
     "rate_limit": {"burst": 10_000, "per_second": 100_000},
-    "command_rate": {"per_user": 100_000, "per_channel": 100_000, "window": 1},
+    "command_rate": {"per_user": 100_000, "per_channel": 100_000, "window": 1, "refusals": 100_000},
     "workers": 4,
 }
 

@@ -102,6 +102,7 @@ def make_app(
         "commands_dir": "commands",
         "state_db": str(tmp_path / "state.sqlite3"),
         "rate_limit": {"burst": 10_000, "per_second": 100_000},
+        "command_rate": {"refusals": 1000},  # tests look at every refusal
         "workers": 4,
     }
     raw.update(config_overrides)

@@ -28,9 +28,11 @@ from fakeserver import (
 )
 from ircclient import ClientFactory, IrcClient, connect_all
 
+from bot.auth import parse_admin_rule
 from bot.config import ConfigError, load_config
 from bot.connection import Backoff
 from bot.ircd import InspircdAtheme, IrcdError
+from bot.message import Source
 
 # --------------------------------------------------------------------------- config
 
@@ -64,7 +66,25 @@ def test_nick_only_hostmask_in_admins_is_rejected_like_a_bare_nick(
 
 def test_account_and_hostmask_admins_load(tmp_path: Path) -> None:
     config = load_config(_config_with_admins(tmp_path, ["account:Admin1", "*!*trusted@*.example"]))
-    assert [rule.account for rule in config.admins] == ["admin1", None]
+    by_account, by_mask = config.admins
+    assert by_account.matches(Source("x", "u", "h", account="admin1"))  # accounts fold case
+    assert not by_account.matches(Source("Admin1", "u", "h"))  # a nick is not an account
+    assert by_mask.matches(Source("anyone", "~trusted", "box.example"))
+    assert not by_mask.matches(Source("anyone", "~trusted", "box.example.evil"))
+
+
+def test_admin_masks_compare_nicks_by_the_servers_casemapping() -> None:
+    """rfc1459 (the default): [a] and {a} are one nick; ascii: two."""
+    from bot.channels import fold_for
+
+    rule = parse_admin_rule("[boss]!*@host.example")
+    curly = Source("{BOSS}", "u", "host.example")
+    assert rule.matches(curly) and rule.matches(curly, fold_for("rfc1459"))
+    assert not rule.matches(curly, fold_for("ascii"))
+    assert rule.matches(Source("[Boss]", "u", "host.example"), fold_for("ascii"))
+    account = parse_admin_rule("account:[Boss]")
+    assert account.matches(Source("x", "u", "h", account="{boss}"))
+    assert not account.matches(Source("x", "u", "h", account="{boss}"), fold_for("ascii"))
 
 
 # --------------------------------------------------------------------------- SASL (fake server)

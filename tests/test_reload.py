@@ -35,6 +35,7 @@ from helpers import (
 
 import bot.auth
 import bot.dispatch
+import bot.policy
 from bot.app import App
 
 
@@ -684,14 +685,14 @@ def test_reload_between_lookup_and_call_start_still_defers_teardown(
     def reload_meanwhile(*args: object) -> bool:
         # Runs inside handle() after it took its registry snapshot. The reload runs on
         # another thread, as the watcher's or a worker's does, and gets as far as it can.
-        monkeypatch.setattr(bot.dispatch, "is_admin", real_is_admin)
+        monkeypatch.setattr(bot.policy, "is_admin", real_is_admin)
         edit(app, "a.py", probe.src(RECORDS_CALLS.format(v="new")))
         thread = threading.Thread(target=app.reload)
         thread.start()
         reloads.append(thread)
         return real_is_admin(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(bot.dispatch, "is_admin", reload_meanwhile)
+    monkeypatch.setattr(bot.policy, "is_admin", reload_meanwhile)
     send(app, "!slow")
     reloads[0].join(timeout=10)
     wait_until(lambda: not app.dispatcher.running(), what="the call to finish")
