@@ -389,12 +389,12 @@ def _build(raw: dict[str, Any], base_dir: Path) -> Config:
     from irc.strings import lower
 
     entries = each("channels", _channel_entry)
-    options = {lower(o.name): o for o in entries}
-    if len(options) < len(entries):
-        twice = next(
-            o.name for o in entries if sum(lower(e.name) == lower(o.name) for e in entries) > 1
-        )
-        raise _Invalid("channels", f"{twice} is listed twice")
+    options: dict[str, ChannelOptions] = {}
+    for i, entry in enumerate(entries):
+        first = options.setdefault(lower(entry.name), entry)
+        if first is not entry:
+            at = entries.index(first)
+            raise _Invalid(f"channels[{i}]", f"{entry.name} is listed twice (channels[{at}])")
     kwargs: dict[str, Any] = {
         "server": _server(raw["server"], base_dir),
         "nick": nick,

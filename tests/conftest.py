@@ -211,7 +211,8 @@ class RunningBot(BotFiles):
 
     def wait_joined(self, *channels: str, timeout: float = BOT_DEADLINE) -> None:
         """Wait until the bot is registered and in ``channels`` (default: its config's)."""
-        wanted = {irc_lower(c) for c in (channels or tuple(self.raw["channels"]))}
+        names = [c["name"] if isinstance(c, dict) else c for c in self.raw["channels"]]
+        wanted = {irc_lower(c) for c in (channels or names)}
         conn = self.app.connection
         self.wait_until(
             lambda: conn.registered.is_set() and wanted <= set(conn.joined),
