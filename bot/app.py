@@ -101,6 +101,7 @@ class App:
         self.outbox = Outbox(
             config.rate_limit.per_second,
             config.rate_limit.burst,
+            max_queued=config.rate_limit.max_queued,
             source_length=lambda: self.connection.source_length(),
             wake=lambda: self.connection.wake(),
         )
@@ -138,10 +139,19 @@ class App:
         return self.live.registry
 
     def say(self, target: str, text: str) -> None:
+        self.reply(target, text)
+
+    def reply(
+        self, target: str, text: str, *, urgent: bool = False, room: int | None = None
+    ) -> tuple[int, int]:
+        """Queue ``text`` for ``target``, at most ``room`` lines of it: (queued, all)."""
         try:
-            self.outbox.put(target, text)
+            lines = self.outbox.lines(target, text)
         except OutboxError as exc:
             log.warning("reply dropped: %s", exc)
+            return 0, 0
+        kept = lines if room is None else lines[: max(0, room)]
+        return self.outbox.put_lines(target, kept, urgent=urgent), len(lines)
 
     def call_later(self, delay: float, fn: Callable[[], None]) -> None:
         self.connection.call_later(delay, fn)
@@ -162,6 +172,15 @@ class App:
 
     def running(self) -> list[Running]:
         return self.dispatcher.running()
+
+    def flush(self, target: str | None) -> int:
+        """Drop the lines waiting for ``target`` (None: everyone): how many."""
+        dropped = self.outbox.drop(target)
+        log.info("flushed %d waiting line(s) to %s", dropped, target or "everyone")
+        return dropped
+
+    def off(self, channel: str | None, module: str | None, command: str) -> bool:
+        return self.dispatcher.policy.off(channel, module, command)
 
     def settings_for(self, module: str, channel: str | None = None) -> Any:
         """``module``'s Settings in ``channel`` (with that channel's overrides)."""
@@ -341,6 +360,7 @@ class App:
                 new = replace(new, commands_dir=old.commands_dir)  # needs a restart
             self.config = new
             self.outbox.bucket.configure(new.rate_limit.per_second, new.rate_limit.burst)
+            self.outbox.max_queued = new.rate_limit.max_queued
             # Server and SASL settings are read at the next connect; channel keys at a JOIN.
             self.connection.update_settings(_settings(new))
             if change.join or change.part:

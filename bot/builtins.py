@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import Protocol
+from typing import Any, Protocol
 
 from bot.api import CommandError, CommandSpec, Context
 from bot.dispatch import Running
@@ -38,6 +38,8 @@ class Admin(Protocol):
     def rehash(self) -> str: ...
     def reconnect(self) -> None: ...
     def running(self) -> list[Running]: ...
+    def flush(self, target: str | None) -> int: ...
+    def off(self, channel: str | None, module: str | None, command: str) -> bool: ...
 
     @property
     def ignores(self) -> Ignores: ...
@@ -56,6 +58,7 @@ NAMES = frozenset(
         "ignore",
         "unignore",
         "ignores",
+        "flush",
     ]
 )
 
@@ -76,6 +79,7 @@ class Builtins:
             CommandSpec("ignore", (), True, self.ignore),
             CommandSpec("unignore", (), True, self.unignore),
             CommandSpec("ignores", (), True, self.list_ignores),
+            CommandSpec("flush", (), True, self.flush),
         )
 
     @property
@@ -87,10 +91,14 @@ class Builtins:
         name = args.strip().removeprefix(self.prefix).lower()
         registry = self.app.registry
         if not name:
-            visible = [e.spec.name for e in registry.commands() if ctx.is_admin or not e.spec.admin]
+            visible = [
+                e.spec.name
+                for e in registry.commands()
+                if (ctx.is_admin or not e.spec.admin) and not self._off(ctx, e)
+            ]
             return f"commands: {', '.join(visible)} -- say {self.prefix}help COMMAND for details"
         entry = registry.find(name)
-        if entry is None:
+        if entry is None or self._off(ctx, entry):
             raise CommandError(f"no command {name!r}; say {self.prefix}help for the list")
         spec = entry.spec
         text = spec.help.replace("\n\n", "\n")
@@ -99,6 +107,10 @@ class Builtins:
         if spec.admin:
             text += "\n(admins only)"
         return text
+
+    def _off(self, ctx: Context, entry: Any) -> bool:
+        module = entry.module.name if entry.module is not None else None
+        return self.app.off(ctx.channel, module, entry.spec.name)
 
     def reload(self, ctx: Context, args: str) -> str:
         """reload [--force] [MODULE...] -- reload changed modules (--force: all) or named ones"""
@@ -180,6 +192,14 @@ class Builtins:
             for e in self.app.ignores.entries()
         ]
         return "ignored: " + "; ".join(entries) if entries else "nobody is ignored"
+
+    def flush(self, ctx: Context, args: str) -> str:
+        """flush [TARGET|*] -- drop the lines waiting to be sent to TARGET (here by default;
+        * for everyone)"""
+        target = args.strip() or ctx.channel or ctx.nick
+        dropped = self.app.flush(None if target == "*" else target)
+        where = "everyone" if target == "*" else target
+        return f"flush: dropped {dropped} waiting line{'' if dropped == 1 else 's'} to {where}"
 
     def _one_module(self, args: str, verb: str) -> str:
         names = _module_names(args.split())

@@ -73,10 +73,14 @@ class CommandRate:
 
 @dataclass(frozen=True)
 class RateLimit:
-    """Outbound token bucket: ``burst`` lines at once, then ``per_second``."""
+    """Outgoing lines: ``burst`` at once, then ``per_second`` (about what stock servers
+    allow before they lag or drop a client); at most ``max_queued`` waiting per target,
+    and ``per_reply`` lines from one command call (the rest is dropped, and said so)."""
 
     burst: int = 5
-    per_second: float = 2.0
+    per_second: float = 1.0
+    max_queued: int = 30
+    per_reply: int = 10
 
 
 @dataclass(frozen=True)
@@ -196,9 +200,21 @@ def _channel(key: str, value: Any) -> str:
 
 
 _CHANNEL_KEYS = {"name", "key", "disable", "modules"}
+# The admins' built-ins: never turned off, or an admin could lock themselves out.
 _ALWAYS_ON = frozenset(
-    ["reload", "load", "unload", "modules", "rehash", "reconnect", "ignore", "unignore", "ignores"]
-)  # the admins' built-ins: never turned off, or an admin could lock themselves out
+    [
+        "reload",
+        "load",
+        "unload",
+        "modules",
+        "rehash",
+        "reconnect",
+        "ignore",
+        "unignore",
+        "ignores",
+        "flush",
+    ]
+)
 
 
 def _channel_entry(key: str, value: Any) -> ChannelOptions:
@@ -346,10 +362,12 @@ def _command_rate(value: Any) -> CommandRate:
 
 
 def _rate_limit(value: Any) -> RateLimit:
-    raw = _mapping("rate_limit", value, {"burst", "per_second"})
+    raw = _mapping("rate_limit", value, {"burst", "per_second", "max_queued", "per_reply"})
     return RateLimit(
         burst=_int("rate_limit.burst", raw.get("burst", 5), 1, 10_000),
-        per_second=_number("rate_limit.per_second", raw.get("per_second", 2.0), 0.1, 100_000),
+        per_second=_number("rate_limit.per_second", raw.get("per_second", 1.0), 0.1, 100_000),
+        max_queued=_int("rate_limit.max_queued", raw.get("max_queued", 30), 1, 1_000_000),
+        per_reply=_int("rate_limit.per_reply", raw.get("per_reply", 10), 1, 1_000_000),
     )
 
 

@@ -826,6 +826,9 @@ class Connection:
         if self._stopping:
             return
         log.warning("disconnected%s: %s", " after registration" if was_registered else "", reason)
+        stale = self.outbox.clear()  # answers to a conversation that has moved on
+        if stale:
+            log.warning("dropped %d queued line(s): they would arrive too late", stale)
         self._schedule_reconnect()
 
     def _set_channels(self, channels: tuple[str, ...]) -> None:

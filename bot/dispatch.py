@@ -48,6 +48,10 @@ class Host(Protocol):
 
     def say(self, target: str, text: str) -> None: ...
 
+    def reply(
+        self, target: str, text: str, *, urgent: bool = False, room: int | None = None
+    ) -> tuple[int, int]: ...
+
     def state_for(self, module: str) -> MutableMapping[str, Any]: ...
 
     def settings_for(self, module: str, channel: str | None = None) -> Any: ...
@@ -75,11 +79,15 @@ class CallContext:
     module: str
     log: logging.Logger
     reply_target: str
-    _say: Callable[[str, str], None] = field(repr=False)
+    _reply: Callable[..., tuple[int, int]] = field(repr=False)  # Host.reply
     _state_for: Callable[[str], MutableMapping[str, Any]] = field(repr=False)
     settings: Any = field(default=None, repr=False)
     user_modes: frozenset[str] = frozenset()
+    max_lines: int = 10  # rate_limit.per_reply: lines one call may send
+    urgent: bool = False  # an admin's: ahead of everyone else's replies
     replies: int = 0
+    lines: int = 0  # lines sent so far (a reply may be several)
+    dropped: int = 0  # lines past max_lines, not sent
 
     @property
     def is_op(self) -> bool:
@@ -89,9 +97,24 @@ class CallContext:
     def state(self) -> MutableMapping[str, Any]:
         return self._state_for(self.module)
 
+    @property
+    def full(self) -> bool:
+        return self.lines >= self.max_lines
+
     def reply(self, text: str) -> None:
         self.replies += 1
-        self._say(self.reply_target, str(text))
+        room = self.max_lines - self.lines
+        _, total = self._reply(self.reply_target, str(text), urgent=self.urgent, room=room)
+        self.lines += min(total, max(room, 0))
+        self.dropped += max(0, total - max(room, 0))
+
+    def said_enough(self, unread: int | None) -> None:
+        """The call is over: say that lines were dropped, if any (``unread``: items of
+        its result never read; None: a generator stopped at the cap)."""
+        if not self.dropped and unread == 0:
+            return
+        more = "more lines" if unread is None else _lines_count(self.dropped + unread)
+        self._reply(self.reply_target, f"... {more} dropped", urgent=self.urgent, room=1)
 
 
 @dataclass
@@ -304,6 +327,7 @@ class Dispatcher:
         return self._waiting  # an int read: no lock needed for a limit
 
     def _context(self, module: str, nick: str, channel: str | None, admin: bool) -> CallContext:
+        config = self.host.config
         return CallContext(
             nick=nick,
             channel=channel,
@@ -312,10 +336,13 @@ class Dispatcher:
             module=module,
             log=logging.getLogger(f"commands.{module}"),
             reply_target=channel or nick,
-            _say=self.host.say,
+            _reply=self.host.reply,
             _state_for=self.host.state_for,
             settings=self.host.settings_for(module, channel),
             user_modes=self.host.modes_of(channel, nick),
+            # the built-ins' output is ours, and bounded; a module's is capped
+            max_lines=_UNCAPPED if module == "builtins" else config.rate_limit.per_reply,
+            urgent=admin,
         )
 
     # -- running calls -----------------------------------------------------------------
@@ -369,9 +396,18 @@ class Dispatcher:
         outcome = "failed"
         said: list[str] = []
         try:
-            for line in _lines(job.call(ctx)):
+            result = job.call(ctx)
+            items = _lines(result)
+            sized = items if isinstance(items, tuple) else result
+            unread: int | None = 0
+            for line in items:
+                if ctx.full:  # a never-ending generator stops here
+                    known = isinstance(sized, list | tuple)
+                    unread = len(sized) - len(said) if known else None
+                    break
                 ctx.reply(line)
                 said.append(line)
+            ctx.said_enough(unread)
             outcome = " / ".join(said)[:300]
         except CommandError as exc:
             outcome = f"refused: {exc}"
@@ -449,6 +485,13 @@ class Dispatcher:
         """Start no more calls; calls still running are not waited for."""
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.builtin_executor.shutdown(wait=False, cancel_futures=True)
+
+
+_UNCAPPED = 1_000_000
+
+
+def _lines_count(count: int) -> str:
+    return f"{count} more line{'' if count == 1 else 's'}"
 
 
 def _bind(func: Callable[..., object], arg: object) -> Callable[[CallContext], object]:

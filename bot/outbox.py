@@ -6,20 +6,31 @@ end a message (the rest goes out as another message), targets are validated, and
 long text is split on UTF-8 character boundaries so nothing is cut by the
 server. Protocol replies (PONG, CAP, NICK) never pass through here, so chat
 output can never delay them.
+
+Fairness: each target has its own queue, capped at ``max_queued`` lines (what
+does not fit is dropped and counted, never queued without end), and targets
+take turns. Lines ``put`` as ``urgent`` (replies to admins) go out before any
+other, so a flood of replies to others never starves the admin who is fixing
+things.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 
+from irc.strings import lower as irc_lower
+
 # What the server prepends when relaying: ":nick!user@host ". Assume the longest
 # user@host a server commonly gives (10 + 63) when we do not know our own.
 _ASSUMED_USERHOST = 74
 _IRC_LINE = 512
+log = logging.getLogger(__name__)
+
 _TARGET = re.compile(r"[^\x00-\x20,:][^\x00-\x20,]*")
 _BREAKS = re.compile(r"[\r\n\x00]+")
 
@@ -109,53 +120,98 @@ class Outbox:
 
     def __init__(
         self,
-        rate: float = 2.0,
+        rate: float = 1.0,
         burst: int = 5,
         *,
+        max_queued: int = 30,
         source_length: Callable[[], int] = lambda: 9 + _ASSUMED_USERHOST,
         wake: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.bucket = TokenBucket(rate, burst, clock)
+        self.max_queued = max_queued  # lines waiting per target (the urgent lane too)
         self._source_length = source_length
         self._wake = wake
         self._lock = threading.Lock()
         self._queues: OrderedDict[str, deque[str]] = OrderedDict()
+        self._urgent: deque[str] = deque()
+        self.dropped = 0  # lines that did not fit their target's queue, ever
 
-    def put(self, target: str, text: str, *, command: str = "PRIVMSG") -> None:
-        """Queue ``text`` for ``target``; safe from any thread."""
+    def lines(self, target: str, text: str, command: str = "PRIVMSG") -> list[str]:
+        """``text`` as the raw lines it would be sent as (split to fit, CR/LF-safe)."""
         if not valid_target(target):
             raise OutboxError(f"invalid reply target {target!r}")
         overhead = len(f":{'x' * self._source_length()} {command} {target} :\r\n".encode())
         budget = max(_IRC_LINE - overhead, 16)
-        lines = [
+        return [
             f"{command} {target} :{piece}"
             for line in sanitize_lines(str(text))
             for piece in split_utf8(line, budget)
         ]
+
+    def put(self, target: str, text: str, *, command: str = "PRIVMSG", urgent: bool = False) -> int:
+        """Queue ``text`` for ``target``; the lines queued (those past the cap are dropped).
+
+        Safe from any thread."""
+        return self.put_lines(target, self.lines(target, text, command), urgent=urgent)
+
+    def put_lines(self, target: str, lines: list[str], *, urgent: bool = False) -> int:
         if not lines:
-            return
+            return 0
         with self._lock:
-            self._queues.setdefault(target, deque()).extend(lines)
+            queue = self._urgent if urgent else self._queues.setdefault(target, deque())
+            room = max(0, self.max_queued - len(queue))
+            queue.extend(lines[:room])
+            dropped = len(lines) - min(room, len(lines))
+            self.dropped += dropped
+        if dropped and (
+            self.dropped == dropped or self.dropped // 1000 > (self.dropped - dropped) // 1000
+        ):
+            log.warning(
+                "outbox: lines to %s dropped: its queue is full (%d dropped so far)",
+                target,
+                self.dropped,
+            )
         self._wake()
+        return len(lines) - dropped
 
     def take(self) -> tuple[list[str], float | None]:
         """Lines allowed out now, and seconds until the next one may go (None if empty)."""
         out: list[str] = []
         with self._lock:
-            while self._queues and self.bucket.take():
+            while (self._urgent or self._queues) and self.bucket.take():
+                if self._urgent:
+                    out.append(self._urgent.popleft())
+                    continue
                 target, queue = next(iter(self._queues.items()))
                 out.append(queue.popleft())
                 del self._queues[target]
                 if queue:  # round-robin: this target goes to the back of the line
                     self._queues[target] = queue
-            delay = self.bucket.wait_time() if self._queues else None
+            waiting = self._urgent or self._queues
+            delay = self.bucket.wait_time() if waiting else None
         return out, delay
 
     def pending(self) -> int:
         with self._lock:
-            return sum(len(q) for q in self._queues.values())
+            return len(self._urgent) + sum(len(q) for q in self._queues.values())
 
-    def clear(self) -> None:
+    def drop(self, target: str | None = None) -> int:
+        """Forget what waits for ``target`` (None: for everyone); how many lines."""
         with self._lock:
-            self._queues.clear()
+            if target is None:
+                count = len(self._urgent) + sum(len(q) for q in self._queues.values())
+                self._queues.clear()
+                self._urgent.clear()
+                return count
+            key = irc_lower(target)
+            count = 0
+            for name in [t for t in self._queues if irc_lower(t) == key]:
+                count += len(self._queues.pop(name))
+            kept = [line for line in self._urgent if irc_lower(line.split(" ", 2)[1]) != key]
+            count += len(self._urgent) - len(kept)
+            self._urgent = deque(kept)
+            return count
+
+    def clear(self) -> int:
+        return self.drop(None)

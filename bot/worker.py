@@ -14,6 +14,7 @@ A module cannot tell it runs here: it gets the same ``bot.api`` objects.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import re
@@ -136,6 +137,7 @@ class _Context:
         self.bot_nick: str = info["bot_nick"]
         self.is_admin: bool = info["is_admin"]
         self.user_modes: frozenset[str] = info.get("user_modes", frozenset())
+        self.max_lines: int = info.get("max_lines", 10)
         self.is_op = bool(self.user_modes & {"q", "a", "o"})
         self.state = state
         self.log = logging.getLogger(f"commands.{state.module}")
@@ -388,7 +390,7 @@ class Worker:
             if func is None or arg is None:
                 raise LookupError("no such command in this worker")
             result = func(ctx, arg)
-            lines = _lines(result)
+            lines = _lines(result, ctx.max_lines)
             self.link.send(("done", rid, lines, None))
         except CommandError as exc:
             self.link.send(("done", rid, [], ("CommandError", str(exc), "", "")))
@@ -451,14 +453,16 @@ class Worker:
                 return
 
 
-def _lines(result: Any) -> list[str]:
+def _lines(result: Any, limit: int) -> list[str]:
+    """What a call returned, as lines: at most ``limit`` + 1 (a generator is not read to
+    its end: the bot says only ``limit`` lines, and that more were dropped)."""
     if result is None:
         return []
     if isinstance(result, str):
         return [result]
     if isinstance(result, bytes):
         return [result.decode("utf-8", "replace")]
-    return [str(item) for item in result]
+    return [str(item) for item in itertools.islice(result, limit + 1)]
 
 
 def _limit_self(memory_mb: int) -> None:

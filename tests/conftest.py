@@ -278,7 +278,12 @@ def bot_files(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[..., B
             "admins": ["boss*!*@127.0.0.1"],
             "commands_dir": "commands",
             "state_db": str(base / "state.sqlite3"),
-            "rate_limit": {"burst": 1000, "per_second": 1000},
+            "rate_limit": {
+                "burst": 1000,
+                "per_second": 1000,
+                "max_queued": 100_000,
+                "per_reply": 10_000,
+            },
             "command_rate": {"per_user": 1000, "per_channel": 1000, "window": 1, "refusals": 1000},
             "watch": watch,
         }

@@ -466,7 +466,12 @@ BASE_CONFIG: dict[str, Any] = {
     "admins": ["boss!*@trusted.example"],
     "commands_dir": "commands",
     "state_db": None,
-    "rate_limit": {"burst": 10_000, "per_second": 100_000},
+    "rate_limit": {
+        "burst": 10_000,
+        "per_second": 100_000,
+        "max_queued": 100_000,
+        "per_reply": 10_000,
+    },
     "command_rate": {"per_user": 100_000, "per_channel": 100_000, "window": 1, "refusals": 100_000},
     "workers": 4,
 }

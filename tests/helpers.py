@@ -101,7 +101,12 @@ def make_app(
         "admins": [ADMIN_RULE],
         "commands_dir": "commands",
         "state_db": str(tmp_path / "state.sqlite3"),
-        "rate_limit": {"burst": 10_000, "per_second": 100_000},
+        "rate_limit": {
+            "burst": 10_000,
+            "per_second": 100_000,
+            "max_queued": 100_000,
+            "per_reply": 10_000,
+        },
         "command_rate": {"refusals": 1000},  # tests look at every refusal
         "workers": 4,
     }

@@ -337,7 +337,7 @@ def test_outbound_token_bucket_paces_replies_but_not_pong(tmp_path: Path) -> Non
             tmp_path,
             server.port,
             commands={"spam.py": SPAM},
-            rate_limit={"burst": burst, "per_second": rate},
+            rate_limit={"burst": burst, "per_second": rate, "per_reply": count},
         ),
     ):
         session = server.wait_registered()
