@@ -117,6 +117,15 @@ class CallContext:
         self._reply(self.reply_target, f"... {more} dropped", urgent=self.urgent, room=1)
 
 
+class Cut(list[str]):
+    """Lines of a result already cut short elsewhere (in a worker process): ``unread``
+    more were not sent here (None: a generator that was stopped)."""
+
+    def __init__(self, lines: list[str], unread: int | None) -> None:
+        super().__init__(lines)
+        self.unread = unread
+
+
 @dataclass
 class Running:
     """A call queued or in progress (command, listener or timer), for timeouts and ``!modules``."""
@@ -407,6 +416,8 @@ class Dispatcher:
                     break
                 ctx.reply(line)
                 said.append(line)
+            if isinstance(result, Cut) and unread is not None:
+                unread = None if result.unread is None else unread + result.unread
             ctx.said_enough(unread)
             outcome = " / ".join(said)[:300]
         except CommandError as exc:

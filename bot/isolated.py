@@ -45,6 +45,7 @@ from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
 from bot.api import CommandError, ListenerSpec, command
+from bot.dispatch import Cut
 from bot.loader import DISCARD, SETTINGS, WORKER, LoadError, LoadFailed
 
 log = logging.getLogger(__name__)
@@ -227,7 +228,7 @@ class RemoteVersion:
 
     # -- calls and hooks ----------------------------------------------------------------
 
-    def call(self, key: str, label: str, ctx: Any, arg: Any, timeout: float) -> list[str]:
+    def call(self, key: str, label: str, ctx: Any, arg: Any, timeout: float) -> Cut:
         """Run ``key`` in the worker for ``ctx``; its lines. Raises CommandError on failure."""
         if self.crashed:
             raise CommandError(f"{label}: stopped, its worker crashed too often (reload it)")
@@ -255,10 +256,11 @@ class RemoteVersion:
             raise CommandError(
                 f"{label}: the module's worker died ({_death(self.process)}); it is restarting"
             )
-        lines, failure = pending.result
+        payload, failure = pending.result
         if failure is not None:
             self._fail(label, ctx, failure)
-        return lines
+        lines, unread = payload if isinstance(payload, tuple) else (payload, 0)
+        return Cut(lines, unread)
 
     def hook(self, hook: str, args: tuple[Any, ...] = ()) -> None:
         """Run ``setup``/``teardown``/``migrate`` in the worker; raises what it raised.

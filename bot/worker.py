@@ -390,8 +390,8 @@ class Worker:
             if func is None or arg is None:
                 raise LookupError("no such command in this worker")
             result = func(ctx, arg)
-            lines = _lines(result, ctx.max_lines)
-            self.link.send(("done", rid, lines, None))
+            lines, unread = _lines(result, ctx.max_lines)
+            self.link.send(("done", rid, (lines, unread), None))
         except CommandError as exc:
             self.link.send(("done", rid, [], ("CommandError", str(exc), "", "")))
         except BaseException as exc:  # module code may raise anything, even SystemExit
@@ -453,16 +453,19 @@ class Worker:
                 return
 
 
-def _lines(result: Any, limit: int) -> list[str]:
-    """What a call returned, as lines: at most ``limit`` + 1 (a generator is not read to
-    its end: the bot says only ``limit`` lines, and that more were dropped)."""
+def _lines(result: Any, limit: int) -> tuple[list[str], int | None]:
+    """What a call returned, as lines: at most ``limit`` + 1 of them (the bot says only
+    ``limit``), and how many more there were (None: a generator, not read to its end)."""
     if result is None:
-        return []
+        return [], 0
     if isinstance(result, str):
-        return [result]
+        return [result], 0
     if isinstance(result, bytes):
-        return [result.decode("utf-8", "replace")]
-    return [str(item) for item in itertools.islice(result, limit + 1)]
+        return [result.decode("utf-8", "replace")], 0
+    lines = [str(item) for item in itertools.islice(result, limit + 1)]
+    if isinstance(result, list | tuple):
+        return lines, len(result) - len(lines)
+    return lines, 0 if len(lines) <= limit else None
 
 
 def _limit_self(memory_mb: int) -> None:

@@ -91,3 +91,41 @@ def test_bucket_reconfigure_caps_tokens() -> None:
     bucket = TokenBucket(rate=1, burst=10, clock=clock)
     bucket.configure(rate=1, burst=2)
     assert [bucket.take() for _ in range(3)] == [True, True, False]
+
+
+# -- fairness: caps per target, the admins' lane, flushing ---------------------------
+
+
+def test_each_targets_queue_is_capped_and_the_rest_counted() -> None:
+    outbox = Outbox(rate=1000, burst=1000, max_queued=3)
+    assert outbox.put("#c", "\n".join(f"l{i}" for i in range(5))) == 3
+    assert outbox.put("#c", "more") == 0
+    assert outbox.put("bob", "own queue") == 1
+    assert outbox.dropped == 3
+    assert drain(outbox) == [
+        "PRIVMSG #c :l0",
+        "PRIVMSG bob :own queue",
+        "PRIVMSG #c :l1",
+        "PRIVMSG #c :l2",
+    ]
+
+
+def test_urgent_lines_go_out_before_every_other_target() -> None:
+    clock = FakeClock()
+    outbox = Outbox(rate=1, burst=1, clock=clock)
+    for n in range(20):
+        outbox.put(f"user{n}", "you are refused")
+    outbox.put("#c", "the admin's answer", urgent=True)
+    assert drain(outbox) == ["PRIVMSG #c :the admin's answer"]
+    clock.now += 1
+    assert drain(outbox) == ["PRIVMSG user0 :you are refused"]
+
+
+def test_drop_empties_one_target_or_all() -> None:
+    outbox = Outbox(rate=1000, burst=1000)
+    outbox.put("#Chan", "a\nb")
+    outbox.put("#chan", "c", urgent=True)
+    outbox.put("bob", "d")
+    assert outbox.drop("#CHAN") == 3  # both spellings of it, and its urgent line
+    assert outbox.pending() == 1
+    assert outbox.clear() == 1 and drain(outbox) == []
