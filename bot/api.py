@@ -128,6 +128,11 @@ class Context(Protocol):
     def is_op(self) -> bool:
         """Whether the user is a channel operator (or more) where the command was said."""
 
+    @property
+    def user_id(self) -> str:
+        """Who the user is across nick changes, for per-user limits: ``account:NAME``
+        when logged in to services, else ``user@host`` (lowercase); empty for events."""
+
     def reply(self, text: str) -> None:
         """Send another line where the command was said (channel, or the user in private)."""
 

@@ -83,6 +83,7 @@ class CallContext:
     _state_for: Callable[[str], MutableMapping[str, Any]] = field(repr=False)
     settings: Any = field(default=None, repr=False)
     user_modes: frozenset[str] = frozenset()
+    user_id: str = ""
     max_lines: int = 10  # rate_limit.per_reply: lines one call may send
     urgent: bool = False  # an admin's: ahead of everyone else's replies
     replies: int = 0
@@ -244,7 +245,9 @@ class Dispatcher:
                     )
                     held = held - {module.name}
                 continue
-            ctx = self._context(module.name, message.source.nick, message.channel, admin)
+            ctx = self._context(
+                module.name, message.source.nick, message.channel, admin, self._id(message)
+            )
             self.start(Job(_label(module, spec.func), module, ctx, _bind(spec.func, match), False))
 
     def _command(self, message: Message, admin: bool, *, check_limits: bool) -> None:
@@ -291,7 +294,9 @@ class Dispatcher:
         config = self.host.config
         audit = f"{message.source.mask}: {message.text[:200]}" if entry.spec.admin else None
         module_name = entry.module.name if entry.module else "builtins"
-        ctx = self._context(module_name, message.source.nick, message.channel, admin)
+        ctx = self._context(
+            module_name, message.source.nick, message.channel, admin, self._id(message)
+        )
         call = _bind(entry.spec.func, args.strip())
         # Built-in admin work (a reload) has its own deadline: reload_timeout.
         timeout = None
@@ -335,7 +340,9 @@ class Dispatcher:
     def _queued(self) -> int:
         return self._waiting  # an int read: no lock needed for a limit
 
-    def _context(self, module: str, nick: str, channel: str | None, admin: bool) -> CallContext:
+    def _context(
+        self, module: str, nick: str, channel: str | None, admin: bool, user_id: str = ""
+    ) -> CallContext:
         config = self.host.config
         return CallContext(
             nick=nick,
@@ -349,10 +356,16 @@ class Dispatcher:
             _state_for=self.host.state_for,
             settings=self.host.settings_for(module, channel),
             user_modes=self.host.modes_of(channel, nick),
+            user_id=user_id,
             # the built-ins' output is ours, and bounded; a module's is capped
             max_lines=_UNCAPPED if module == "builtins" else config.rate_limit.per_reply,
             urgent=admin,
         )
+
+    def _id(self, message: Message) -> str:
+        """``ctx.user_id``: the services account if any, else user@host."""
+        account = message.source.account
+        return f"account:{self.host.fold()(account)}" if account else user_key(message.source)
 
     # -- running calls -----------------------------------------------------------------
 

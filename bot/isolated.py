@@ -240,6 +240,7 @@ class RemoteVersion:
             "bot_nick": ctx.bot_nick,
             "is_admin": ctx.is_admin,
             "user_modes": frozenset(getattr(ctx, "user_modes", ())),
+            "user_id": getattr(ctx, "user_id", ""),
             "max_lines": getattr(ctx, "max_lines", 10),
         }
         rid = next(self._ids)

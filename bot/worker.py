@@ -138,6 +138,7 @@ class _Context:
         self.is_admin: bool = info["is_admin"]
         self.user_modes: frozenset[str] = info.get("user_modes", frozenset())
         self.max_lines: int = info.get("max_lines", 10)
+        self.user_id: str = info.get("user_id", "")
         self.is_op = bool(self.user_modes & {"q", "a", "o"})
         self.state = state
         self.log = logging.getLogger(f"commands.{state.module}")

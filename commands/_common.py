@@ -74,6 +74,29 @@ def ago(then: float, at: float | None = None) -> str:
     return "just now" if delta < 1 else f"{format_duration(delta)} ago"
 
 
+class Quota:
+    """At most ``limit`` uses per user (``ctx.user_id``) each ``window`` seconds.
+
+    In memory: a reload starts the counts afresh, which errs on the generous side.
+    """
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit, self.window = limit, window
+        self._uses: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, user: str, count: int = 1) -> int:
+        """Use up to ``count`` of ``user``'s quota; how many were granted."""
+        current = time.monotonic()
+        with self._lock:
+            if len(self._uses) > 10_000:  # forget idle users so memory stays bounded
+                self._uses = {u: t for u, t in self._uses.items() if t[-1] > current - self.window}
+            uses = [t for t in self._uses.get(user, ()) if t > current - self.window]
+            granted = max(0, min(count, self.limit - len(uses)))
+            self._uses[user] = uses + [current] * granted
+            return granted
+
+
 _fallback_lock = threading.RLock()
 
 

@@ -7,11 +7,14 @@ from typing import Any
 
 from bot.api import CommandError, Context, command
 
-from ._common import atomic, clip, now
+from ._common import Quota, atomic, clip, now
 
 PREFIX = "q:"
 MAX_TEXT = 400
 MAX_RESULTS = 3
+ADDS_PER_HOUR = 10  # per user (ctx.user_id)
+MAX_SCANNED = 5000  # quotes a search reads at most
+_adds = Quota(ADDS_PER_HOUR, 3600)
 USAGE = "usage: quote [N | add TEXT | search WORD | del N]"
 
 _rng = random.SystemRandom()
@@ -31,6 +34,8 @@ def add(ctx: Context, text: str) -> str:
         raise CommandError("usage: quote add TEXT")
     if len(text) > MAX_TEXT:
         raise CommandError(f"quote: at most {MAX_TEXT} characters, please")
+    if not ctx.is_admin and not _adds.take(ctx.user_id or ctx.nick):
+        raise CommandError(f"quote: at most {_adds.limit} new quotes an hour, please")
     with atomic(ctx.state) as state:
         number = state.get("next_id", 1)
         state["next_id"] = number + 1
@@ -51,7 +56,7 @@ def search(ctx: Context, word: str) -> list[str]:
         raise CommandError("usage: quote search WORD")
     hits = [
         q
-        for n in numbers(ctx.state)
+        for n in numbers(ctx.state)[-MAX_SCANNED:]  # the newest: a search reads a bounded part
         if (q := ctx.state.get(f"{PREFIX}{n}")) and word in q["text"].casefold()
     ]
     if not hits:
@@ -69,8 +74,10 @@ def delete(ctx: Context, number: str) -> str:
         q = state.get(key)
         if q is None:
             raise CommandError(f"quote: there is no quote #{number.lstrip('#')}")
-        if not ctx.is_admin and q["by"] != ctx.nick:
-            raise CommandError("quote: only admins and whoever added it can delete a quote")
+        if not (ctx.is_admin or ctx.is_op or q["by"] == ctx.nick):
+            raise CommandError(
+                "quote: only channel ops, admins and whoever added it can delete a quote"
+            )
         del state[key]
     return f"deleted quote #{q['id']}."
 
@@ -83,7 +90,7 @@ def _is_number(text: str) -> bool:
 def quote(ctx: Context, args: str) -> str | list[str]:
     """quote [N | add TEXT | search WORD] -- a random quote, quote N, or add and search them
 
-    "quote del N" deletes one (admins, or whoever added it).
+    "quote del N" deletes one (channel ops, admins, or whoever added it).
     """
     verb, _, rest = args.strip().partition(" ")
     verb = verb.lower()

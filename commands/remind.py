@@ -18,7 +18,8 @@ from bot.api import Bot, CommandError, Context, command
 from ._common import atomic, clip, format_duration, irc_lower, now, parse_duration, snapshot
 
 MAX_DELAY = 365 * 86400
-MAX_PENDING = 20  # per nick
+MAX_PENDING = 20  # per user (ctx.user_id: a nick change does not reset it)
+MAX_TOTAL = 2000  # for everyone: what the sweep and listings read stays bounded
 MAX_TEXT = 300
 SWEEP_SECONDS = 60.0
 PREFIX = "r:"
@@ -61,13 +62,20 @@ def sweep(bot: Bot) -> None:
             fire(bot, key)
 
 
-def pending_of(state: Any, nick: str) -> list[tuple[str, dict[str, Any]]]:
+def pending_of(state: Any, nick: str, user: str = "") -> list[tuple[str, dict[str, Any]]]:
+    """Reminders set by ``user`` (``ctx.user_id``), or by ``nick`` for older ones."""
     mine = [
         (key, r)
         for key, r in snapshot(state).items()
-        if key.startswith(PREFIX) and irc_lower(r["nick"]) == irc_lower(nick)
+        if key.startswith(PREFIX) and _by(r, nick, user)
     ]
     return sorted(mine, key=lambda item: item[1]["due"])
+
+
+def _by(reminder: dict[str, Any], nick: str, user: str) -> bool:
+    if user and reminder.get("user"):
+        return bool(reminder["user"] == user)
+    return irc_lower(reminder["nick"]) == irc_lower(nick)
 
 
 @command
@@ -90,8 +98,10 @@ def remind(ctx: Context, args: str) -> str:
         raise CommandError("remind: pick a time between 1s and 365d")
     due = now() + delay
     with atomic(ctx.state) as state:
-        if len(pending_of(state, ctx.nick)) >= MAX_PENDING:
+        if len(pending_of(state, ctx.nick, ctx.user_id)) >= MAX_PENDING:
             raise CommandError(f"remind: you already have {MAX_PENDING} reminders pending")
+        if sum(1 for key in state if key.startswith(PREFIX)) >= MAX_TOTAL:
+            raise CommandError("remind: too many reminders pending; try again later")
         number = state.get("next_id", 1)
         state["next_id"] = number + 1
         key = f"{PREFIX}{number}"
@@ -99,6 +109,7 @@ def remind(ctx: Context, args: str) -> str:
             "id": number,
             "due": due,
             "nick": ctx.nick,
+            "user": ctx.user_id,
             "target": ctx.channel or ctx.nick,
             "text": clip(match[2].strip(), MAX_TEXT),
         }
@@ -111,9 +122,7 @@ def cancel(ctx: Context, number: str) -> str:
     key = f"{PREFIX}{number.lstrip('#')}"
     with atomic(ctx.state) as state:
         reminder = state.get(key)
-        if reminder is None or not (
-            ctx.is_admin or irc_lower(reminder["nick"]) == irc_lower(ctx.nick)
-        ):
+        if reminder is None or not (ctx.is_admin or _by(reminder, ctx.nick, ctx.user_id)):
             raise CommandError(f"remind: you have no reminder {number}")
         del state[key]
     return f"ok, forgot reminder #{reminder['id']}."
@@ -122,7 +131,7 @@ def cancel(ctx: Context, number: str) -> str:
 @command
 def reminders(ctx: Context, args: str) -> list[str] | str:
     """reminders -- list your pending reminders"""
-    mine = pending_of(ctx.state, ctx.nick)
+    mine = pending_of(ctx.state, ctx.nick, ctx.user_id)
     if not mine:
         return "you have no reminders pending."
     current = now()

@@ -50,9 +50,14 @@ class FakeContext:
     channel: str | None = "#test"
     bot_nick: str = "reloadbot"
     is_admin: bool = False
+    user_id: str = ""  # default: the nick's own user@host
+    is_op: bool = False
     state: dict[str, Any] = field(default_factory=dict)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("commands.test"))
     replies: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.user_id = self.user_id or f"{self.nick.lower()}@example.org"
 
     def reply(self, text: str) -> None:
         self.replies.append(text)

@@ -9,11 +9,18 @@ import pytest
 from command_fakes import COMMANDS, FakeContext, load, run
 
 from bot.api import CommandError
+from commands._common import Quota
 
 if TYPE_CHECKING:
     from bot.testing import LoadCommand
 
 quote = load("quote")
+
+
+@pytest.fixture(autouse=True)
+def fresh_quota(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with its users' add quota unused."""
+    monkeypatch.setattr(quote, "_adds", Quota(quote.ADDS_PER_HOUR, 3600))
 
 
 def test_add_get_random_search() -> None:
@@ -46,7 +53,7 @@ def test_delete_by_author_or_admin_only() -> None:
     state: dict[str, object] = {}
     run(quote, "quote", "add one", FakeContext(nick="alice", state=state))
     run(quote, "quote", "add two", FakeContext(nick="alice", state=state))
-    with pytest.raises(CommandError, match="only admins and whoever added it"):
+    with pytest.raises(CommandError, match="only channel ops, admins and whoever added it"):
         run(quote, "quote", "del 1", FakeContext(nick="bob", state=state))
     assert run(quote, "quote", "del 1", FakeContext(nick="alice", state=state)) == [
         "deleted quote #1."
@@ -56,6 +63,28 @@ def test_delete_by_author_or_admin_only() -> None:
         run(quote, "quote", "1", FakeContext(state=state))
     # numbers are never reused
     assert run(quote, "quote", "add three", FakeContext(state=state)) == ["added quote #3."]
+
+
+def test_a_channel_op_may_delete_any_quote() -> None:
+    state: dict[str, object] = {}
+    run(quote, "quote", "add one", FakeContext(nick="alice", state=state))
+    ctx = FakeContext(nick="bob", is_op=True, state=state)
+    assert run(quote, "quote", "del 1", ctx) == ["deleted quote #1."]
+
+
+def test_adds_are_limited_per_user_but_not_for_admins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(quote, "_adds", Quota(2, 3600))
+    state: dict[str, object] = {}
+    for text in ("one", "two"):
+        run(quote, "quote", f"add {text}", FakeContext(nick="alice", state=state))
+    with pytest.raises(CommandError, match="at most 2 new quotes an hour"):
+        run(quote, "quote", "add three", FakeContext(nick="alice", state=state))
+    # another user, counted apart; an admin is never limited
+    assert run(quote, "quote", "add three", FakeContext(nick="bob", state=state))
+    for text in ("four", "five", "six"):
+        assert run(
+            quote, "quote", f"add {text}", FakeContext(nick="alice", is_admin=True, state=state)
+        )
 
 
 @pytest.mark.parametrize(
@@ -94,6 +123,6 @@ def test_quotes_through_the_bot_survive_reload_and_restart(
     assert again.say("!quote search SHIP") == ["#2: <carol> ship it"]
     assert again.say("!quote")[0] in ("#1: <bob> works for me", "#2: <carol> ship it")
     assert again.say("!quote del 1", nick="mallory") == [
-        "quote: only admins and whoever added it can delete a quote"
+        "quote: only channel ops, admins and whoever added it can delete a quote"
     ]
     assert again.say("!quote del 1", nick="mallory", admin=True) == ["deleted quote #1."]

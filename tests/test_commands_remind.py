@@ -33,8 +33,10 @@ class Version:
         self.bot.retire()
         return new
 
-    def remind(self, args: str, nick: str = "alice", channel: str | None = "#test") -> list[str]:
-        ctx = FakeContext(nick=nick, channel=channel, state=self.bot.state)
+    def remind(
+        self, args: str, nick: str = "alice", channel: str | None = "#test", user: str = ""
+    ) -> list[str]:
+        ctx = FakeContext(nick=nick, channel=channel, state=self.bot.state, user_id=user)
         return run(self.module, "remind", args, ctx)
 
 
@@ -143,6 +145,18 @@ def test_pending_reminders_are_bounded(clock: FakeClock) -> None:
     with pytest.raises(CommandError, match="already have 20 reminders"):
         v.remind("1h one too many")
     v.remind("1h bob's own", nick="bob")
+
+
+def test_the_bound_is_per_user_not_per_nick(clock: FakeClock, monkeypatch) -> None:
+    v = Version(clock, {})
+    for i in range(20):
+        v.remind(f"1h number {i}", nick=f"alice{i}", user="alice@home")
+    with pytest.raises(CommandError, match="already have 20 reminders"):
+        v.remind("1h a new nick does not help", nick="alice_", user="alice@home")
+    monkeypatch.setattr(v.module, "MAX_TOTAL", 21)
+    v.remind("1h bob's own", nick="bob")
+    with pytest.raises(CommandError, match="too many reminders pending"):
+        v.remind("1h carol's", nick="carol")
 
 
 # -- through the bot (bot.testing) -----------------------------------------------------

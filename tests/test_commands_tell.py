@@ -78,3 +78,29 @@ def test_tell_through_the_bot_survives_reload_and_restart(
     assert again.say("hello all", nick="carol") == []
     assert again.say("hi", nick="Bob") == ["Bob: alice told you 6m ago: lunch at noon"]
     assert again.say("hi again", nick="bob") == []
+
+
+def test_one_sender_has_a_few_messages_waiting_whatever_their_nick() -> None:
+    state: dict[str, object] = {}
+    for n in range(tell.MAX_SENT):
+        ctx = FakeContext(nick=f"spam{n}", user_id="flood@host", state=state)
+        run(tell, "tell", f"victim{n} hello", ctx)
+    late = FakeContext(nick="spamX", user_id="flood@host", state=state)
+    with pytest.raises(CommandError, match="already have 10 messages waiting"):
+        run(tell, "tell", "victim99 hello", late)
+    hear(tell, "hi", FakeContext(nick="victim0", state=state))  # one delivered: room again
+    assert run(tell, "tell", "victim99 hello", late) == [
+        "ok, I'll tell victim99 when they next speak."
+    ]
+
+
+def test_recipients_with_messages_waiting_are_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tell, "MAX_RECIPIENTS", 2)
+    state: dict[str, object] = {}
+    run(tell, "tell", "a hi", FakeContext(nick="s1", state=state))
+    run(tell, "tell", "b hi", FakeContext(nick="s2", state=state))
+    run(tell, "tell", "a again", FakeContext(nick="s3", state=state))  # a already waits
+    with pytest.raises(CommandError, match="too many messages waiting"):
+        run(tell, "tell", "c hi", FakeContext(nick="s4", state=state))
+    hear(tell, "hello", FakeContext(nick="a", state=state))
+    run(tell, "tell", "c hi", FakeContext(nick="s4", state=state))
