@@ -442,11 +442,9 @@ _INSPIRCD_CONF = """\
 <bind address="127.0.0.1" port="{client_port}" type="clients">
 <bind address="127.0.0.1" port="{link_port}" type="servers">
 
-# No throttles: no fakelag, huge command rate and queues, no clone limits,
-# no DNS or ident lookups.  connectban/connflood modules are not loaded.
-<connect name="main" allow="*" timeout="60" pingfreq="5m"
-         hardsendq="4M" softsendq="1M" recvq="64K"
-         threshold="1000" commandrate="1000000" fakelag="no"
+# {connect_comment}
+# No DNS or ident lookups; connectban/connflood modules are not loaded.
+<connect name="main" allow="*" {connect}
          localmax="10000" globalmax="10000" limit="100000" maxchans="100"
          resolvehostnames="no" useident="no" maxconnwarn="no">
 <dns server="127.0.0.1" timeout="1">
@@ -569,6 +567,31 @@ operclass "user" {{ }};
 """
 
 
+#: No throttles: no fakelag, a huge command rate and queues (tests of everything else).
+NO_THROTTLES = {
+    "timeout": "60",
+    "pingfreq": "5m",
+    "hardsendq": "4M",
+    "softsendq": "1M",
+    "recvq": "64K",
+    "threshold": "1000",
+    "commandrate": "1000000",
+    "fakelag": "no",
+}
+
+#: The connect class of Debian's stock /etc/inspircd/inspircd.conf: fakelag on (the
+#: default), 10 commands of burst, then the default command rate (1 a second), an 8 KiB
+#: receive queue.  A client that sends faster is lagged, then "RecvQ exceeded".
+DEBIAN_STOCK = {
+    "timeout": "60",
+    "pingfreq": "120",
+    "hardsendq": "262144",
+    "softsendq": "8192",
+    "recvq": "8192",
+    "threshold": "10",
+}
+
+
 class InspircdAtheme(_Server):
     """InspIRCd 3 linked to Atheme services on loopback: accounts, SASL PLAIN, IRCv3 tags.
 
@@ -588,6 +611,7 @@ class InspircdAtheme(_Server):
         *,
         tick: bool = True,
         start_timeout: float = 20.0,
+        connect_class: dict[str, str] | None = None,
     ) -> None:
         self.host = HOST
         self.port = 0
@@ -595,6 +619,8 @@ class InspircdAtheme(_Server):
         self._workdir = Path(workdir) if workdir is not None else None
         self.dir: Path | None = None
         self.tick = tick
+        # every client's limits (NO_THROTTLES, DEBIAN_STOCK or your own)
+        self.connect_class = dict(NO_THROTTLES if connect_class is None else connect_class)
         self.start_timeout = start_timeout
         self.inspircd_binary = _find_binary("inspircd", "/usr/sbin/inspircd", "inspircd")
         self.atheme_binary = _find_binary(
@@ -692,6 +718,12 @@ class InspircdAtheme(_Server):
             "client_port": self.port,
             "link_port": self.link_port,
             "password": password,
+            "connect": " ".join(f'{k}="{v}"' for k, v in self.connect_class.items()),
+            "connect_comment": (
+                "No throttles: no fakelag, a huge command rate and queues."
+                if self.connect_class == NO_THROTTLES
+                else "Client limits as the test asked for."
+            ),
         }
         (self.dir / "inspircd.conf").write_text(_INSPIRCD_CONF.format(**values))
         (self.dir / "atheme.conf").write_text(_ATHEME_CONF.format(**values))
