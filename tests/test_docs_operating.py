@@ -26,7 +26,7 @@ def _channel_key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_configuration_reference_parses_and_covers_every_key() -> None:
-    (reference,) = blocks("docs/operating.md", "yaml")
+    reference = blocks("docs/operating.md", "yaml")[0]  # the reference comes first
     config = parse_config(reference, base_dir=Path("/srv/bot"))
     assert config.sasl is not None and config.sasl.mechanism == "PLAIN"
     documented = set(re.findall(r"^(\w+):", reference, re.M))
@@ -34,7 +34,7 @@ def test_the_configuration_reference_parses_and_covers_every_key() -> None:
 
 
 def test_the_live_change_table_matches_what_the_bot_does() -> None:
-    (reference,) = blocks("docs/operating.md", "yaml")
+    reference = blocks("docs/operating.md", "yaml")[0]  # the reference comes first
     old = parse_config(reference, base_dir=Path("/srv/bot"))
     doc = (ROOT / "docs/operating.md").read_text()
     row = re.search(r"\| `server`, `sasl`, `username`, `realname` \| on the next reconnect", doc)
