@@ -27,6 +27,7 @@ import yaml
 
 from bot.app import App
 from bot.config import parse_config
+from bot.ircd import InspircdAtheme, IrcdError
 from bot.message import Message, Source
 
 ADMIN_RULE = "boss!*@trusted.example"
@@ -258,3 +259,18 @@ class Probe:
     def __exit__(self, *exc: object) -> None:
         self.gate.set()  # never leave a worker parked
         sys.modules.pop(self.name, None)
+
+
+_accounts: set[tuple[int, str]] = set()
+
+
+def ensure_account(network: InspircdAtheme, name: str, password: str) -> None:
+    """Register services account ``name`` once per network (another test may have)."""
+    if (id(network), name) in _accounts:
+        return
+    try:
+        network.register_account(name, password)
+    except IrcdError as exc:
+        if "already registered" not in str(exc):
+            raise
+    _accounts.add((id(network), name))

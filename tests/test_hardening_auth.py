@@ -26,12 +26,13 @@ from fakeserver import (
     running_app,
     wait_until,
 )
+from helpers import ensure_account
 from ircclient import ClientFactory, IrcClient, connect_all
 
 from bot.auth import parse_admin_rule
 from bot.config import ConfigError, load_config
 from bot.connection import Backoff
-from bot.ircd import InspircdAtheme, IrcdError
+from bot.ircd import InspircdAtheme
 from bot.message import Source
 
 # --------------------------------------------------------------------------- config
@@ -298,19 +299,6 @@ def test_account_is_forgotten_when_the_user_leaves_our_channels(tmp_path: Path) 
 
 PASSWORD = "botacct-secret"
 ADMIN_PASSWORD = "admin1-secret"
-_registered: set[tuple[int, str]] = set()
-
-
-def _ensure_account(network: InspircdAtheme, name: str, password: str) -> None:
-    """Register ``name`` once per network (other tests may have registered it already)."""
-    if (id(network), name) in _registered:
-        return
-    try:
-        network.register_account(name, password)
-    except IrcdError as exc:
-        if "already registered" not in str(exc):
-            raise
-    _registered.add((id(network), name))
 
 
 _unique = itertools.count(1)
@@ -332,8 +320,8 @@ def _change_nick(client: IrcClient, new: str) -> None:
 def test_sasl_login_account_admins_and_impostor(
     ircnet: InspircdAtheme, irc_client: ClientFactory, tmp_path: Path
 ) -> None:
-    _ensure_account(ircnet, "botacct", PASSWORD)
-    _ensure_account(ircnet, "admin1", ADMIN_PASSWORD)
+    ensure_account(ircnet, "botacct", PASSWORD)
+    ensure_account(ircnet, "admin1", ADMIN_PASSWORD)
     channel = f"#svc{_suffix()}"
     admin = irc_client(nick="admin1", server=ircnet, sasl=("admin1", ADMIN_PASSWORD), connect=False)
     impostor = irc_client("imp", server=ircnet, connect=False)
@@ -380,7 +368,7 @@ def test_sasl_wrong_password_does_not_register_and_backs_off(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="bot.connection")
-    _ensure_account(ircnet, "botacct", PASSWORD)
+    ensure_account(ircnet, "botacct", PASSWORD)
     channel = f"#svc{_suffix()}"
     nick = f"bad{_suffix()}"
     watcher = irc_client("watch", server=ircnet, connect=False)

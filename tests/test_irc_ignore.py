@@ -1,16 +1,19 @@
 """The ignore list through IRC (ngircd): !ignore / !unignore / !ignores, expiry, the
-config's ignore:, a flooder ignored after exactly one notice; and in process: accounts
+config's ignore:, a flooder ignored after exactly one notice; services accounts (ignored,
+and granted a command by ``permissions:``) on InspIRCd + Atheme; and in process: accounts
 and a restart."""
 
 from __future__ import annotations
 
 import time
+import uuid
 from pathlib import Path
 
 import pytest
-from helpers import app_factory, say
+from helpers import app_factory, ensure_account, say
 from ircclient import parse
 
+from bot.ircd import InspircdAtheme
 from bot.message import Message, Source
 
 ECHO_AND_LISTENER = '''
@@ -137,3 +140,50 @@ def test_accounts_can_be_ignored_and_the_list_survives_a_restart(tmp_path: Path)
         troll = Source("troll", "t", "elsewhere.example", account="TROLL")
         again.dispatcher.handle(Message(troll, "#c", "!echo hi", is_private=False))
         assert say(again, "!echo sync", nick="other", admin=False) == ["sync"]
+
+
+SECRET = '''
+from bot.api import command
+
+
+@command
+def secret(ctx, args):
+    """secret -- for those config.yaml's permissions: names"""
+    return f"secret for {ctx.nick}"
+'''
+
+
+@pytest.mark.integration
+@pytest.mark.services
+def test_an_account_is_granted_and_ignored_whatever_its_nick(
+    ircnet: InspircdAtheme, running_bot, irc_client
+) -> None:
+    ensure_account(ircnet, "trollacct", "troll-secret")
+    bot = running_bot(
+        {"echo.py": ECHO_AND_LISTENER, "secret.py": SECRET},
+        server=ircnet,
+        permissions={"secret": ["account:TrollAcct"]},  # accounts compare case-insensitively
+    )
+    troll = irc_client("tr", server=ircnet, sasl=("trollacct", "troll-secret"))
+    other, boss = irc_client("other", server=ircnet), irc_client("boss", server=ircnet)
+    for client in (troll, other, boss):
+        client.join(bot.channel)
+    assert bot.ask(troll, "!secret") == f"secret for {troll.nick}"
+    assert bot.ask(other, "!secret", other.nick) == f"{other.nick}: !secret is not for you"
+
+    reply = bot.ask(boss, "!ignore account:trollacct 10m trolling", "^ignoring ")
+    assert reply.startswith("ignoring account:trollacct (")
+    renamed = f"tr{uuid.uuid4().hex[:6]}"
+    mark = troll.mark()
+    troll.send(f"NICK {renamed}")  # a new nick, the same account
+    troll.wait_for(lambda raw: " NICK " in raw, since=mark)
+    troll.nick = renamed
+    start = troll.mark()
+    troll.privmsg(bot.channel, "!echo heard?")
+    troll.privmsg(bot.channel, "hello bot")
+    assert bot.ask(other, "!echo fence", "^fence$") == "fence"  # the bot has read the troll's lines
+    assert bot.replies(troll, start) == ["fence"]
+
+    unignored = bot.ask(boss, "!unignore account:trollacct", "ignor")
+    assert unignored == "no longer ignoring account:trollacct"
+    assert bot.ask(troll, "!echo back", "^back$") == "back"
