@@ -1,31 +1,28 @@
-"""The one persistent IRC connection: socket, registration, CAP, keepalive, reconnect.
+"""The one persistent IRC connection: connect, register, keepalive, reconnect, channels.
 
-Built on ``irc.client``'s Reactor and ServerConnection, with the traps of
-irc 20.5 handled here (see shared notes, section A):
+Built on ``irc.client`` through ``bot.reactor`` (the library's traps handled there)
+and ``bot.caps`` (CAP and SASL). Here, the rest of the traps of irc 20.5 (see shared
+notes, section A):
 
 * our own loop around ``process_once`` (``process_forever`` cannot be stopped);
-* every line is guarded, so a malformed line or a failing handler drops only itself;
-* the reactor thread is the only thread that writes to the socket: other threads
-  hand work over with ``call_soon`` (a self-pipe wakes ``select``);
+* the connection thread is the only thread that writes to the socket: other threads
+  hand work over with ``call_soon``;
 * our own reconnect backoff (the library's first retry is 60 s), nick-in-use
   handling (the library stalls), and ping-based liveness (its keepalive never
   checks for a PONG and crashes after a disconnect).
 
-It turns IRC events into ``Message`` objects for the app and drains the outbox;
-it knows nothing about commands, modules or config files.
+It turns IRC events into ``Message`` objects for the app, follows who is in our
+channels, and drains the outbox; it knows nothing about commands, modules or config
+files.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import heapq
 import itertools
 import logging
-import queue
 import random
-import re
-import select
 import socket
 import threading
 import time
@@ -34,63 +31,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import irc.client
-import jaraco.stream.buffer
 from irc.strings import lower as irc_lower
 
+from bot.caps import CapNegotiation, SaslLogin
 from bot.channels import Channels
 from bot.message import Message, Source
 from bot.outbox import Outbox
+from bot.reactor import GuardedConnection, WakeableReactor
 
 log = logging.getLogger(__name__)
 
-WANTED_CAPS = {
-    "multi-prefix",
-    "userhost-in-names",
-    "message-tags",
-    "server-time",
-    "account-tag",
-    "account-notify",
-    "extended-join",
-}
 WHOX_TOKEN = "42"  # marks replies to our own WHOX queries
 MAX_SLEEP = 0.5  # longest one wait of the loop in select(), whatever is (not) due
-MAX_LINE_BYTES = 16384  # 8191 bytes of tags + 512 of message, with room to spare
-
-
-class BoundedLineBuffer(jaraco.stream.buffer.LenientDecodingLineBuffer):
-    """UTF-8 when valid, latin-1 otherwise, and no line longer than MAX_LINE_BYTES.
-
-    The library's buffer grows without bound while a line has no newline; a
-    hostile server could exhaust memory. Over-long lines are dropped whole.
-    """
-
-    # A bare CR ends a line too (the library splits on LF only): otherwise the text
-    # after it would be glued to the next line, e.g. into the token a PONG echoes.
-    line_sep_exp = re.compile(b"\r\n|\r|\n")
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._skipping = False  # inside an over-long line: drop up to the next line end
-
-    def feed(self, data: bytes) -> None:
-        if self._skipping:
-            match = self.line_sep_exp.search(data)
-            if match is None:
-                return
-            data, self._skipping = data[match.end() :], False
-        super().feed(data)
-        tail = len(self.buffer) - (max(self.buffer.rfind(b"\n"), self.buffer.rfind(b"\r")) + 1)
-        if tail > MAX_LINE_BYTES:
-            log.warning("dropped an over-long line from the server (> %d bytes)", MAX_LINE_BYTES)
-            self.buffer = self.buffer[: len(self.buffer) - tail]
-            self._skipping = True
-
-    def lines(self) -> Any:
-        for line in super().lines():
-            if len(line) <= MAX_LINE_BYTES:
-                yield line
-            else:
-                log.warning("dropped an over-long line from the server (%d chars)", len(line))
 
 
 @dataclass
@@ -138,92 +90,6 @@ class Backoff:
         self.attempts = 0
 
 
-class GuardedConnection(irc.client.ServerConnection):
-    """A ServerConnection where one bad line, or one failing handler, drops only itself."""
-
-    # Invalid UTF-8 or a line without end must not kill the read loop.
-    buffer_class = BoundedLineBuffer
-
-    def _process_line(self, line: str) -> None:
-        try:
-            super()._process_line(line)
-        except Exception:
-            log.exception("dropped an IRC line that could not be handled: %.200r", line)
-
-    def _prep_message(self, string: str) -> bytes:
-        # The library refuses LF but sends CR and NUL as they are. A server that ends
-        # lines at CR would read what follows as a second command from us (e.g. in a
-        # PONG echoing a hostile PING token). Nothing we send may contain them.
-        clean = string.replace("\r", "").replace("\0", "")
-        return super()._prep_message(clean)  # type: ignore[no-any-return]
-
-    def send_raw(self, string: str) -> None:
-        """Send one line; unlike the library's ``socket.send``, never a partial one."""
-        if self.socket is None:
-            raise irc.client.ServerNotConnectedError("Not connected.")
-        try:
-            self.socket.sendall(self._prep_message(string))
-        except OSError:
-            self.disconnect("Connection reset by peer.")
-
-
-class WakeableReactor(irc.client.Reactor):
-    """A Reactor whose ``select`` also watches a self-pipe, so other threads can wake it."""
-
-    connection_class = GuardedConnection
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
-        self._calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
-
-    def wake(self) -> None:
-        with contextlib.suppress(BlockingIOError, OSError):  # a full pipe already means "wake up"
-            self._wake_w.send(b"\0")
-
-    def call_soon(self, fn: Callable[[], None], *, wake: bool = True) -> None:
-        self._calls.put(fn)
-        if wake:
-            self.wake()
-
-    @property
-    def sockets(self) -> list[Any]:
-        return [*super().sockets, self._wake_r]
-
-    def process_once(self, timeout: float = 0) -> None:
-        # The base class sleeps instead of selecting when it has no connection;
-        # we always have the wake pipe, so always select.
-        readable, _, _ = select.select(self.sockets, [], [], timeout)
-        self.process_data(readable)
-        self.process_timeout()
-
-    def process_data(self, sockets: list[Any]) -> None:
-        if self._wake_r in sockets:
-            with contextlib.suppress(BlockingIOError, OSError):
-                while self._wake_r.recv(4096):
-                    pass
-        self.run_calls()  # every pass: calls queued without a wake run too
-        super().process_data([s for s in sockets if s is not self._wake_r])
-
-    def run_calls(self) -> None:
-        while True:
-            try:
-                fn = self._calls.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                with self.mutex:
-                    fn()
-            except Exception:
-                log.exception("error in a call handed to the connection thread")
-
-    def close(self) -> None:
-        self._wake_r.close()
-        self._wake_w.close()
-
-
 class Connection:
     """Keeps one IRC connection alive and registered for as long as the bot runs."""
 
@@ -245,7 +111,6 @@ class Connection:
         self.server: GuardedConnection = self.reactor.server()
         self.registered = threading.Event()
         self.nick = settings.nicks[0]
-        self.caps: set[str] = set()
         self.joined: set[str] = set()  # irc-lowercased channel names we are in
         self.userhost_length = 0  # learned from the echo of our own JOIN
         self.connects = 0  # successful registrations, for tests and !modules
@@ -258,14 +123,21 @@ class Connection:
         self._nick_attempt = 0
         self._generation = 0  # counts connects, so timers of an old connection can tell
         self._rejoin_pending: set[str] = set()  # irc-lowercased channels with a rejoin timer
-        self._cap_pending: set[str] = set()
-        self._ls_caps: dict[str, str] = {}
-        self._sasl_started = False
         self._whox = False  # the server supports WHO %tna (ISUPPORT WHOX)
-        self.account: str | None = None  # our own services account, once logged in
         self.accounts: dict[str, str | None] = {}  # lowercased nick -> account, tracked
         self.members = Channels()  # who is in our channels, with their modes
+        self.negotiation = CapNegotiation(self.send_now, self._disconnect, self.registered)
         self._install_handlers()
+
+    @property
+    def caps(self) -> set[str]:
+        """The capabilities the server enabled on this connection."""
+        return self.negotiation.caps
+
+    @property
+    def account(self) -> str | None:
+        """Our own services account, once logged in."""
+        return self.negotiation.account
 
     # -- thread-safe entry points ---------------------------------------------------
 
@@ -418,11 +290,10 @@ class Connection:
             return
         s = self.settings
         self._nick_attempt = 0
-        self.caps = set()
-        self._ls_caps = {}
-        self._sasl_started = False
+        self.negotiation.start(
+            SaslLogin(s.sasl_mechanism, s.sasl_account, s.sasl_password, s.sasl_required)
+        )
         self._whox = False
-        self.account = None
         self.accounts = {}
         self.joined = set()
         self.members.clear()
@@ -456,6 +327,9 @@ class Connection:
         log.info("reconnecting in %.1f s", delay)
         self.after(delay, self._connect)
 
+    def _disconnect(self, reason: str) -> None:
+        self.server.disconnect(reason)  # the disconnect handler schedules the reconnect
+
     def _reconnect_now(self, reason: str) -> None:
         if self.server.is_connected():
             self.server.disconnect(reason)  # the disconnect handler schedules the reconnect
@@ -485,15 +359,16 @@ class Connection:
     def _install_handlers(self) -> None:
         add = self.reactor.add_global_handler
         add("all_raw_messages", self._on_raw, -100)
-        add("cap", self._on_cap, -30)
-        add("authenticate", self._on_authenticate, -30)
+        negotiation = self.negotiation
+        add("cap", negotiation.on_cap, -30)
+        add("authenticate", negotiation.on_authenticate, -30)
         for name in ("saslsuccess", "saslfail", "sasltoolong", "saslaborted", "saslalready"):
-            add(name, self._on_sasl_result, -30)
+            add(name, negotiation.on_sasl_result, -30)
         add("account", self._on_account, -20)
         add("whospcrpl", self._on_whox, -20)
         add("featurelist", self._on_isupport, -20)
-        add("loggedin", self._on_logged_in, -30)
-        add("loggedout", self._on_logged_in, -30)
+        add("loggedin", negotiation.on_logged_in, -30)
+        add("loggedout", negotiation.on_logged_in, -30)
         add("invite", self._on_invite, -20)
         add("bannedfromchan", self._on_cannot_join, -20)
         add("inviteonlychan", self._on_cannot_join, -20)
@@ -517,127 +392,13 @@ class Connection:
         self._last_rx = time.monotonic()
         self._ping_sent_at = None
 
-    def _on_cap(self, conn: Any, event: Any) -> None:
-        args = list(event.arguments)
-        sub = args[0].upper() if args else ""
-        if sub == "LS":
-            more = len(args) > 2 and args[1] == "*"
-            for token in args[-1].split() if len(args) > 1 else []:
-                name, _, value = token.partition("=")
-                self._ls_caps[name] = value
-            if not more:
-                self._request_caps()
-        elif sub in ("ACK", "NAK"):
-            names = {c.strip().lstrip("-") for c in args[-1].split()} if len(args) > 1 else set()
-            if sub == "ACK":
-                self.caps |= names
-            self._cap_pending -= names
-            if not self._cap_pending:
-                self._caps_done()
-
-    def _request_caps(self) -> None:
-        wanted = set(WANTED_CAPS & self._ls_caps.keys())
-        mechanism = self.settings.sasl_mechanism
-        if mechanism:
-            offered = self._ls_caps.get("sasl")
-            mechanisms = offered.upper().split(",") if offered else []
-            if offered is None:
-                self._sasl_failed("the server does not offer SASL")
-                if self.settings.sasl_required:
-                    return
-            elif mechanisms and mechanism not in mechanisms:
-                self._sasl_failed(f"the server offers SASL {offered}, not {mechanism}")
-                if self.settings.sasl_required:
-                    return
-            else:
-                wanted.add("sasl")
-        if wanted:
-            self._cap_pending = set(wanted)
-            self.send_now(f"CAP REQ :{' '.join(sorted(wanted))}")
-        else:
-            self._cap_end()
-
-    def _caps_done(self) -> None:
-        if "sasl" in self.caps and self.settings.sasl_mechanism and not self._sasl_started:
-            self._sasl_started = True
-            self.send_now(f"AUTHENTICATE {self.settings.sasl_mechanism}")
-        elif self.settings.sasl_mechanism and "sasl" not in self.caps and not self._sasl_started:
-            self._sasl_failed("the server refused the sasl capability")
-            if not self.settings.sasl_required:
-                self._cap_end()
-        else:
-            self._cap_end()
-
-    def _on_authenticate(self, conn: Any, event: Any) -> None:
-        if event.target != "+" or not self._sasl_started:
-            return
-        s = self.settings
-        if s.sasl_mechanism == "EXTERNAL":
-            self.send_now("AUTHENTICATE +")
-            return
-        payload = base64.b64encode(
-            f"{s.sasl_account}\0{s.sasl_account}\0{s.sasl_password}".encode()
-        ).decode()
-        chunks = [payload[i : i + 400] for i in range(0, len(payload), 400)]
-        for chunk in chunks:
-            self.send_now(f"AUTHENTICATE {chunk}")
-        if not chunks or len(chunks[-1]) == 400:
-            self.send_now("AUTHENTICATE +")
-
-    def _on_logged_in(self, conn: Any, event: Any) -> None:
-        """900 ``<nick> <mask> <account> :...`` or 901 (logged out): our own account.
-
-        The server names the account; with SASL EXTERNAL it is the only place
-        the name comes from (the config has none).
-        """
-        if event.type == "loggedout":
-            self.account = None
-        elif len(event.arguments) >= 2 and event.arguments[1]:
-            self.account = event.arguments[1]
-
-    def _on_sasl_result(self, conn: Any, event: Any) -> None:
-        if event.type == "saslsuccess":
-            if self.account is None:  # no 900 before the 903
-                self.account = self.settings.sasl_account
-            log.info(
-                "logged in to services as %s (SASL %s)", self.account, self.settings.sasl_mechanism
-            )
-            self._cap_end()
-            return
-        reason = " ".join(event.arguments) or event.type
-        self._sasl_failed(f"{event.type}: {reason}")
-        if not self.settings.sasl_required:
-            self._cap_end()
-
-    def _sasl_failed(self, reason: str) -> None:
-        if self.settings.sasl_required:
-            log.error(
-                "SASL login as %s failed (%s); not running without the account, retrying later",
-                self.settings.sasl_account or "(certificate)",
-                reason,
-            )
-            self.server.disconnect("SASL login failed")
-        else:
-            log.warning("SASL login failed (%s); continuing without an account", reason)
-
-    def _cap_end(self) -> None:
-        if not self.registered.is_set() and self.server.is_connected():
-            self.send_now("CAP END")
-
     def _cap_give_up(self, generation: int) -> None:
-        if generation != self._generation:
-            return  # the timer of an earlier connection: this one has its own
-        if self.server.is_connected() and not self.registered.is_set():
-            if self._sasl_started and self.settings.sasl_required and not self.account:
-                self._sasl_failed("no answer from the server")
-                return
-            log.warning("no answer to CAP negotiation; ending it")
-            self.send_now("CAP END")
+        if generation == self._generation and self.server.is_connected():
+            self.negotiation.give_up()  # (an earlier connection's timer does nothing)
 
     def _on_welcome(self, conn: Any, event: Any) -> None:
-        s = self.settings
-        if s.sasl_mechanism and s.sasl_required and self.account is None:
-            self._sasl_failed("registration completed without a login")
+        if self.negotiation.missing_login():
+            self.negotiation.sasl_failed("registration completed without a login")
             return
         self.nick = event.target
         self.registered.set()

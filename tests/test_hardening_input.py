@@ -31,7 +31,8 @@ from fakeserver import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.connection import MAX_LINE_BYTES, Backoff, BoundedLineBuffer
+from bot.connection import Backoff
+from bot.reactor import MAX_LINE_BYTES, BoundedLineBuffer
 
 # --------------------------------------------------------------------------- malformed lines
 

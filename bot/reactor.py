@@ -1,0 +1,148 @@
+"""The ``irc`` library's transport, made safe for a bot that stays up for days.
+
+irc 20.5's ``ServerConnection`` and ``Reactor`` with their traps handled (see the
+shared notes, section A): a line buffer with a bound and a bare-CR line end, one bad
+line or failing handler dropping only itself, CR and NUL never sent, whole lines
+only, and a ``select`` loop that other threads can wake through a self-pipe. It knows
+nothing of registration or of what the lines mean: that is ``bot.connection``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import re
+import select
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import irc.client
+import jaraco.stream.buffer
+
+log = logging.getLogger("bot.connection")  # what it logs is about the connection
+
+MAX_LINE_BYTES = 16384  # 8191 bytes of tags + 512 of message, with room to spare
+
+
+class BoundedLineBuffer(jaraco.stream.buffer.LenientDecodingLineBuffer):
+    """UTF-8 when valid, latin-1 otherwise, and no line longer than MAX_LINE_BYTES.
+
+    The library's buffer grows without bound while a line has no newline; a
+    hostile server could exhaust memory. Over-long lines are dropped whole.
+    """
+
+    # A bare CR ends a line too (the library splits on LF only): otherwise the text
+    # after it would be glued to the next line, e.g. into the token a PONG echoes.
+    line_sep_exp = re.compile(b"\r\n|\r|\n")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._skipping = False  # inside an over-long line: drop up to the next line end
+
+    def feed(self, data: bytes) -> None:
+        if self._skipping:
+            match = self.line_sep_exp.search(data)
+            if match is None:
+                return
+            data, self._skipping = data[match.end() :], False
+        super().feed(data)
+        tail = len(self.buffer) - (max(self.buffer.rfind(b"\n"), self.buffer.rfind(b"\r")) + 1)
+        if tail > MAX_LINE_BYTES:
+            log.warning("dropped an over-long line from the server (> %d bytes)", MAX_LINE_BYTES)
+            self.buffer = self.buffer[: len(self.buffer) - tail]
+            self._skipping = True
+
+    def lines(self) -> Any:
+        for line in super().lines():
+            if len(line) <= MAX_LINE_BYTES:
+                yield line
+            else:
+                log.warning("dropped an over-long line from the server (%d chars)", len(line))
+
+
+class GuardedConnection(irc.client.ServerConnection):
+    """A ServerConnection where one bad line, or one failing handler, drops only itself."""
+
+    # Invalid UTF-8 or a line without end must not kill the read loop.
+    buffer_class = BoundedLineBuffer
+
+    def _process_line(self, line: str) -> None:
+        try:
+            super()._process_line(line)
+        except Exception:
+            log.exception("dropped an IRC line that could not be handled: %.200r", line)
+
+    def _prep_message(self, string: str) -> bytes:
+        # The library refuses LF but sends CR and NUL as they are. A server that ends
+        # lines at CR would read what follows as a second command from us (e.g. in a
+        # PONG echoing a hostile PING token). Nothing we send may contain them.
+        clean = string.replace("\r", "").replace("\0", "")
+        return super()._prep_message(clean)  # type: ignore[no-any-return]
+
+    def send_raw(self, string: str) -> None:
+        """Send one line; unlike the library's ``socket.send``, never a partial one."""
+        if self.socket is None:
+            raise irc.client.ServerNotConnectedError("Not connected.")
+        try:
+            self.socket.sendall(self._prep_message(string))
+        except OSError:
+            self.disconnect("Connection reset by peer.")
+
+
+class WakeableReactor(irc.client.Reactor):
+    """A Reactor whose ``select`` also watches a self-pipe, so other threads can wake it."""
+
+    connection_class = GuardedConnection
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+
+    def wake(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):  # a full pipe already means "wake up"
+            self._wake_w.send(b"\0")
+
+    def call_soon(self, fn: Callable[[], None], *, wake: bool = True) -> None:
+        self._calls.put(fn)
+        if wake:
+            self.wake()
+
+    @property
+    def sockets(self) -> list[Any]:
+        return [*super().sockets, self._wake_r]
+
+    def process_once(self, timeout: float = 0) -> None:
+        # The base class sleeps instead of selecting when it has no connection;
+        # we always have the wake pipe, so always select.
+        readable, _, _ = select.select(self.sockets, [], [], timeout)
+        self.process_data(readable)
+        self.process_timeout()
+
+    def process_data(self, sockets: list[Any]) -> None:
+        if self._wake_r in sockets:
+            with contextlib.suppress(BlockingIOError, OSError):
+                while self._wake_r.recv(4096):
+                    pass
+        self.run_calls()  # every pass: calls queued without a wake run too
+        super().process_data([s for s in sockets if s is not self._wake_r])
+
+    def run_calls(self) -> None:
+        while True:
+            try:
+                fn = self._calls.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                with self.mutex:
+                    fn()
+            except Exception:
+                log.exception("error in a call handed to the connection thread")
+
+    def close(self) -> None:
+        self._wake_r.close()
+        self._wake_w.close()
