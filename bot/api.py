@@ -52,7 +52,7 @@ _LISTEN = "__reloadbot_listeners__"
 REQUIRE_LEVELS = (None, "op", "halfop", "voice")
 
 #: Events ``@on_event`` can listen to.
-EVENT_KINDS = frozenset({"join", "part", "quit", "nick", "kick"})
+EVENT_KINDS = frozenset({"join", "part", "quit", "nick", "kick", "action"})
 
 
 class CommandError(Exception):
@@ -133,17 +133,25 @@ class Context(Protocol):
         """Who the user is across nick changes, for per-user limits: ``account:NAME``
         when logged in to services, else ``user@host`` (lowercase); empty for events."""
 
-    def reply(self, text: str) -> None:
-        """Send another line where the command was said (channel, or the user in private)."""
+    def reply(self, text: str, *, private: bool = False) -> None:
+        """Send another line where the command was said (channel, or the user in private);
+        ``private=True``: to the user in a private message, wherever it was said."""
+
+    def action(self, text: str) -> None:
+        """Send ``text`` as an action (``/me``) where the command was said."""
+
+    def notice(self, text: str) -> None:
+        """Send ``text`` as a NOTICE to the user who ran the command (only they see it)."""
 
 
 @dataclass(frozen=True)
 class Event:
-    """Someone joined, left, quit, changed nick or was kicked.
+    """Someone joined, left, quit, changed nick, was kicked, or did an action (``/me``).
 
     ``nick`` is who it happened to (for ``kick``: the one kicked), ``channel``
-    is None for ``quit`` and ``nick``, and ``text`` is the part/quit/kick
-    message, or the new nick for ``nick``.
+    is None for ``quit`` and ``nick`` (and for an action in a private message),
+    and ``text`` is the part/quit/kick message, the new nick for ``nick``, or
+    what the action says (``/me waves``: ``waves``).
     """
 
     kind: str
@@ -310,9 +318,11 @@ def on_message(pattern: str) -> Callable[[F], F]:
 
 
 def on_event(*kinds: str) -> Callable[[F], F]:
-    """Call ``func(ctx, event)`` when someone joins, parts, quits, changes nick or is kicked.
+    """Call ``func(ctx, event)`` when someone joins, parts, quits, changes nick, is kicked,
+    or does an action (``/me``).
 
-    ``kinds`` are among ``join``, ``part``, ``quit``, ``nick``, ``kick``; ``event`` is an Event.
+    ``kinds`` are among ``join``, ``part``, ``quit``, ``nick``, ``kick``, ``action``;
+    ``event`` is an Event.
     """
     unknown = set(kinds) - EVENT_KINDS
     if unknown or not kinds:

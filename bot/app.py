@@ -23,6 +23,7 @@ from bot.api import Event
 from bot.builtins import Builtins
 from bot.config import Config, ConfigError, diff, load_config
 from bot.connection import Backoff, Connection, ConnectionSettings
+from bot.ctcp import CtcpAnswers
 from bot.dispatch import Dispatcher, Running
 from bot.ignores import STATE_KEY as IGNORES
 from bot.ignores import Ignores
@@ -30,6 +31,7 @@ from bot.isolated import Isolation
 from bot.loader import Loader
 from bot.message import Message, Source
 from bot.outbox import Outbox, OutboxError
+from bot.policy import user_id
 from bot.registry import Live, Registry
 from bot.reloader import Reloader, ReloadReport
 from bot.runner import CpuFollower
@@ -106,6 +108,7 @@ class App:
             wake=lambda: self.connection.wake(),
         )
         self.ignores = Ignores(lambda: self.storage.state(IGNORES))
+        self.ctcp = CtcpAnswers()
         self.ignores.configure(config.ignore)
         self.live = Live(Registry.build({}, ()))
         self.dispatcher = Dispatcher(self, self.live, self.executor)
@@ -142,11 +145,22 @@ class App:
         self.reply(target, text)
 
     def reply(
-        self, target: str, text: str, *, urgent: bool = False, room: int | None = None
+        self,
+        target: str,
+        text: str,
+        *,
+        urgent: bool = False,
+        room: int | None = None,
+        kind: str = "message",
     ) -> tuple[int, int]:
-        """Queue ``text`` for ``target``, at most ``room`` lines of it: (queued, all)."""
+        """Queue ``text`` for ``target``, at most ``room`` lines of it: (queued, all).
+
+        ``kind``: ``message`` (PRIVMSG), ``action`` (/me) or ``notice``."""
+        command = "NOTICE" if kind == "notice" else "PRIVMSG"
         try:
-            lines = self.outbox.lines(target, text)
+            lines = self.outbox.lines(
+                target, text, command, ctcp="ACTION" if kind == "action" else None
+            )
         except OutboxError as exc:
             log.warning("reply dropped: %s", exc)
             return 0, 0
@@ -193,18 +207,35 @@ class App:
         return members.fold if members is not None else irc_lower
 
     def _on_event(self, kind: str, source: Source, target: str, args: list[str]) -> None:
-        """Joins, parts, quits, nick changes and kicks from the transport, for listeners."""
+        """Joins, parts, quits, nick changes, kicks and actions from the transport, for
+        listeners."""
         if kind != "kick" and self.ignores.match(source) is not None:
             return  # what an ignored user does reaches no listener
+        if kind == "ctcp":
+            self._answer_ctcp(source, args)
+            return
         if kind == "kick":
             nick, channel, text = (args[0] if args else ""), target, " ".join(args[1:])
+        elif kind == "action":
+            channel = None if self.fold()(target) == self.fold()(self.nick) else target
+            nick, text = source.nick, " ".join(args)
         elif kind == "nick":
             nick, channel, text = source.nick, None, target
         elif kind == "quit":
             nick, channel, text = source.nick, None, " ".join(args)
         else:
             nick, channel, text = source.nick, target, " ".join(args)
-        self.dispatcher.handle_event(Event(kind, nick, channel, text))
+        self.dispatcher.handle_event(Event(kind, nick, channel, text), source)
+
+    def _answer_ctcp(self, source: Source, args: list[str]) -> None:
+        query, arg = (args[0] if args else ""), " ".join(args[1:])
+        answer = self.ctcp.answer(self.config.ctcp, user_id(source, self.fold()), query, arg)
+        if answer is None:
+            return
+        try:
+            self.outbox.put(source.nick, answer.text, command="NOTICE", ctcp=answer.query)
+        except OutboxError as exc:
+            log.warning("CTCP %s answer dropped: %s", answer.query, exc)
 
     # -- the module operations (the reloader's; here for admins, tests and tools) --
 

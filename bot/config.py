@@ -84,6 +84,23 @@ class RateLimit:
 
 
 @dataclass(frozen=True)
+class Addressing:
+    """Ways to give a command besides the prefix."""
+
+    nick: bool = True  # "reloadbot: help" or "reloadbot, help" in a channel
+    private: bool = True  # "help" in a private message, without the prefix
+
+
+@dataclass(frozen=True)
+class CtcpConfig:
+    """Answers to CTCP queries: VERSION, PING, TIME, CLIENTINFO (and SOURCE if set)."""
+
+    enabled: bool = True
+    version: str = ""  # empty: "reloadbot VERSION (Python X.Y)"
+    source: str = ""  # where the bot's code is; empty: SOURCE is not answered
+
+
+@dataclass(frozen=True)
 class ChannelOptions:
     """A ``channels:`` entry written as a mapping: its key, what is off there, overrides."""
 
@@ -123,6 +140,8 @@ class Config:
     # irc-lowered channel name -> its options (every channel, mapping entry or not)
     channel_options: Mapping[str, ChannelOptions] = field(default_factory=dict)
     permissions: Mapping[str, tuple[Grant, ...]] = field(default_factory=dict)  # command -> who
+    addressing: Addressing = field(default_factory=Addressing)
+    ctcp: CtcpConfig = field(default_factory=CtcpConfig)
     path: Path | None = None
     lines: Mapping[str, int] = field(default_factory=dict, compare=False)  # key -> line
 
@@ -361,6 +380,30 @@ def _command_rate(value: Any) -> CommandRate:
     )
 
 
+def _addressing(value: Any) -> Addressing:
+    raw = _mapping("addressing", value, {"nick", "private"})
+    return Addressing(
+        nick=_bool("addressing.nick", raw.get("nick", True)),
+        private=_bool("addressing.private", raw.get("private", True)),
+    )
+
+
+def _text(key: str, value: Any) -> str:
+    """Text that may be empty (one line, at most 300 characters: it is sent as is)."""
+    ok = isinstance(value, str) and len(value) <= 300 and "\n" not in value
+    _expect(ok, key, "one line of text (at most 300 characters)", value)
+    return str(value)
+
+
+def _ctcp(value: Any) -> CtcpConfig:
+    raw = _mapping("ctcp", value, {"enabled", "version", "source"})
+    return CtcpConfig(
+        enabled=_bool("ctcp.enabled", raw.get("enabled", True)),
+        version=_text("ctcp.version", raw.get("version", "")),
+        source=_text("ctcp.source", raw.get("source", "")),
+    )
+
+
 def _rate_limit(value: Any) -> RateLimit:
     raw = _mapping("rate_limit", value, {"burst", "per_second", "max_queued", "per_reply"})
     return RateLimit(
@@ -442,6 +485,8 @@ def _build(raw: dict[str, Any], base_dir: Path) -> Config:
         "join_on_invite": _bool("join_on_invite", raw.get("join_on_invite", False)),
         "log_level": _log_level("log_level", raw.get("log_level", "INFO")),
         "modules": _module_sections(raw.get("modules", {})),
+        "addressing": _addressing(raw.get("addressing", {})),
+        "ctcp": _ctcp(raw.get("ctcp", {})),
     }
     state_db = raw.get("state_db", "data/state.sqlite3")
     kwargs["state_db"] = None if state_db is None else base_dir / _str("state_db", state_db)

@@ -387,6 +387,8 @@ class Connection:
         add("disconnect", self._on_disconnect, -20)
         add("pubmsg", self._on_privmsg, 0)
         add("privmsg", self._on_privmsg, 0)
+        add("action", self._on_action, 0)
+        add("ctcp", self._on_ctcp, 0)
 
     def _on_raw(self, conn: Any, event: Any) -> None:
         self._last_rx = time.monotonic()
@@ -619,9 +621,24 @@ class Connection:
         )
         self.on_message(message)
 
+    def _on_action(self, conn: Any, event: Any) -> None:
+        """``/me waves``: the library hands it over as an ``action`` event too."""
+        if event.source is not None and not self._is_me(event.source.nick):
+            self._emit("action", event)
+
+    def _on_ctcp(self, conn: Any, event: Any) -> None:
+        """A CTCP query (VERSION, PING...), for the app to answer; ACTION is not one."""
+        if event.arguments and event.arguments[0].upper() != "ACTION":
+            self._emit("ctcp", event)
+
     def _emit(self, kind: str, event: Any) -> None:
         source = event.source
-        who = Source(source.nick, source.user or "", source.host or "") if source else Source("")
+        if source is None:
+            who = Source("")
+        else:
+            tags = {t["key"]: t["value"] for t in (event.tags or [])}
+            account = self._account_of(source.nick, tags)
+            who = Source(source.nick, source.user or "", source.host or "", account)
         self.on_event(kind, who, event.target or "", list(event.arguments))
 
     def source_length(self) -> int:

@@ -77,9 +77,14 @@ def with_admin_rule(config: Config, rule: AdminRule = CONSOLE_RULE) -> Config:
 
 
 def parse_outgoing(line: str) -> tuple[str, str, str]:
-    """Split an outbox line ``PRIVMSG #chan :text`` into (command, target, text)."""
+    """Split an outbox line ``PRIVMSG #chan :text`` into (command, target, text).
+
+    An action (``PRIVMSG #chan :\x01ACTION waves\x01``) comes back as
+    ``("ACTION", "#chan", "waves")``."""
     command, _, rest = line.partition(" ")
     target, _, text = rest.partition(" :")
+    if command == "PRIVMSG" and text.startswith("\x01ACTION ") and text.endswith("\x01"):
+        return "ACTION", target, text[len("\x01ACTION ") : -1]
     return command, target, text
 
 
@@ -152,7 +157,7 @@ class ConsoleTransport:
         self._call_soon(lambda: self.on_message(message))
 
     def event(self, kind: str, source: Source, target: str, args: list[str]) -> None:
-        """Deliver a join/part/nick/quit/kick, as the IRC connection would."""
+        """Deliver a join/part/nick/quit/kick/action, as the IRC connection would."""
         self._call_soon(lambda: self.on_event(kind, source, target, args))
 
     def quiet(self) -> bool:
@@ -332,6 +337,7 @@ HELP = """\
 console commands (anything else is said in the channel, like on IRC):
   /nick NAME        act as another user
   /msg TEXT         say TEXT to the bot in private
+  /me TEXT          do an action (listeners of "action" events see it)
   /query            talk to the bot in private from now on (/join #chan to go back)
   /join #CHAN       talk in another channel
   /admin on|off     act as an admin or not (shows the current state without on/off)
@@ -407,6 +413,8 @@ class Console:
             self.screen.show(f"-- {target} is now known as {text}")
         elif command == "NOTICE":
             self.screen.show(f"-{bot}{'' if target == self.here else ' -> ' + target}- {text}")
+        elif command == "ACTION":
+            self.screen.show(f"* {bot}{'' if target == self.here else ' -> ' + target} {text}")
         elif target.lower() == self.here.lower():
             self.screen.show(f"<{bot}> {text}")
         else:
@@ -520,6 +528,7 @@ class Console:
         handlers: dict[str, Callable[[str], None]] = {
             "nick": self._nick,
             "msg": self._msg,
+            "me": self._me,
             "query": self._query,
             "join": self._join,
             "admin": self._admin,
@@ -552,6 +561,13 @@ class Console:
             self.screen.show("-- usage: /msg TEXT (said to the bot in private)")
         else:
             self._say(arg, private=True)
+
+    def _me(self, arg: str) -> None:
+        if not arg:
+            self.screen.show("-- usage: /me TEXT")
+            return
+        target = self.transport.nick if self.private else self.channel
+        self.transport.event("action", self.source, target, [arg])
 
     def _query(self, arg: str) -> None:
         self.private = True
@@ -654,7 +670,8 @@ class Console:
 
     def _complete(self, text: str, state: int) -> str | None:
         prefix = self.app.config.prefix
-        words = [f"/{w}" for w in ("nick", "msg", "query", "join", "admin", "whoami", "quit")]
+        verbs = ("nick", "msg", "me", "query", "join", "admin", "whoami", "quit")
+        words = [f"/{w}" for w in verbs]
         words += [prefix + e.spec.name for e in self.app.registry.commands()]
         matches = [w + " " for w in words if w.startswith(text)]
         return matches[state] if state < len(matches) else None

@@ -31,8 +31,8 @@ from bot.channels import at_least
 from bot.config import Config
 from bot.ignores import Ignores
 from bot.loader import LoadedModule, format_exception
-from bot.message import Message
-from bot.policy import Policy, user_key
+from bot.message import Message, Source
+from bot.policy import Policy, user_id, user_key
 from bot.registry import Entry, Live
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,13 @@ class Host(Protocol):
     def say(self, target: str, text: str) -> None: ...
 
     def reply(
-        self, target: str, text: str, *, urgent: bool = False, room: int | None = None
+        self,
+        target: str,
+        text: str,
+        *,
+        urgent: bool = False,
+        room: int | None = None,
+        kind: str = "message",
     ) -> tuple[int, int]: ...
 
     def state_for(self, module: str) -> MutableMapping[str, Any]: ...
@@ -102,10 +108,20 @@ class CallContext:
     def full(self) -> bool:
         return self.lines >= self.max_lines
 
-    def reply(self, text: str) -> None:
+    def reply(self, text: str, *, private: bool = False) -> None:
+        self._send(self.nick if private else self.reply_target, text, "message")
+
+    def action(self, text: str) -> None:
+        self._send(self.reply_target, text, "action")
+
+    def notice(self, text: str) -> None:
+        self._send(self.nick, text, "notice")
+
+    def _send(self, target: str, text: str, kind: str) -> None:
+        """Every line a call sends counts towards ``max_lines``, whatever its kind."""
         self.replies += 1
         room = self.max_lines - self.lines
-        _, total = self._reply(self.reply_target, str(text), urgent=self.urgent, room=room)
+        _, total = self._reply(target, str(text), urgent=self.urgent, room=room, kind=kind)
         self.lines += min(total, max(room, 0))
         self.dropped += max(0, total - max(room, 0))
 
@@ -214,10 +230,12 @@ class Dispatcher:
             self._listeners(message, admin, None)
             self._command(message, admin, check_limits=True)
 
-    def handle_event(self, event: Event) -> None:
-        """Joins, parts, quits, nick changes and kicks, for ``@on_event`` listeners."""
+    def handle_event(self, event: Event, source: Source | None = None) -> None:
+        """Joins, parts, quits, nick changes, kicks and actions, for ``@on_event``
+        listeners; ``source`` (who did it) gives their ``ctx.user_id``."""
+        user_id = self._id_of(source) if source is not None and source.host else ""
         with self.live.lock:
-            self._event(event, None)
+            self._event(event, None, user_id)
 
     def run_timer(self, module: LoadedModule, func: Callable[[], object]) -> None:
         ctx = self._context(module.name, "", None, False)
@@ -250,11 +268,28 @@ class Dispatcher:
             )
             self.start(Job(_label(module, spec.func), module, ctx, _bind(spec.func, match), False))
 
+    def _command_text(self, message: Message) -> str | None:
+        """What follows the prefix, the bot's nick (``NICK: help``, ``NICK, help``) or,
+        in private, the whole text; None when the message is not addressed to the bot."""
+        text, config = message.text, self.host.config
+        if text.startswith(config.prefix):
+            return text[len(config.prefix) :]
+        if config.addressing.nick:
+            nick = self.host.nick
+            if text[len(nick) : len(nick) + 1] in (":", ",") and len(text) > len(nick):
+                fold = self.host.fold()
+                if fold(text[: len(nick)]) == fold(nick):
+                    return text[len(nick) + 1 :].lstrip().removeprefix(config.prefix)
+        if config.addressing.private and message.is_private:
+            return text
+        return None
+
     def _command(self, message: Message, admin: bool, *, check_limits: bool) -> None:
         config, policy = self.host.config, self.policy
-        if not message.text.startswith(config.prefix):
+        body = self._command_text(message)
+        if body is None:
             return
-        name, _, args = message.text[len(config.prefix) :].partition(" ")
+        name, _, args = body.partition(" ")
         entry = self.live.registry.find(name) if name else None
         if entry is None:
             return  # unknown commands get no reply: no noise in channels
@@ -307,7 +342,7 @@ class Dispatcher:
         )
         self.start(job)
 
-    def _event(self, event: Event, only: str | None) -> None:
+    def _event(self, event: Event, only: str | None, user_id: str = "") -> None:
         held = self.live.held
         for spec, module in self.live.registry.listeners():
             if event.kind not in spec.events or (only is not None and module.name != only):
@@ -316,10 +351,12 @@ class Dispatcher:
                 continue
             if module.name in held:
                 if only is None:
-                    self.live.wait_for_switch(lambda m=module.name: self._event(event, m))  # type: ignore[misc]
+                    self.live.wait_for_switch(
+                        lambda m=module.name: self._event(event, m, user_id)  # type: ignore[misc]
+                    )
                     held = held - {module.name}
                 continue
-            ctx = self._context(module.name, event.nick, event.channel, False)
+            ctx = self._context(module.name, event.nick, event.channel, False, user_id)
             self.start(Job(_label(module, spec.func), module, ctx, _bind(spec.func, event), False))
 
     def _room_for(self, message: Message, admin: bool) -> bool:
@@ -363,9 +400,10 @@ class Dispatcher:
         )
 
     def _id(self, message: Message) -> str:
-        """``ctx.user_id``: the services account if any, else user@host."""
-        account = message.source.account
-        return f"account:{self.host.fold()(account)}" if account else user_key(message.source)
+        return self._id_of(message.source)
+
+    def _id_of(self, source: Source) -> str:
+        return user_id(source, self.host.fold())
 
     # -- running calls -----------------------------------------------------------------
 

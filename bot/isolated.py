@@ -19,7 +19,8 @@ round trip here, well inside the budget):
   ``("call", id, key, info, arg)``, ``("hook", id, name, args)``,
   ``("result", id, ok, value)`` (answers a state request), ``("stop",)``;
 * worker -> bot: ``("loaded", manifest)`` / ``("failed", errors, modules, ran)``,
-  ``("reply", id, text)``, ``("done", id, lines, failure)``,
+  ``("reply", id, text, kind)`` (kind: message, private, action or notice),
+  ``("done", id, lines, failure)``,
   ``("state", id, module, op, args)``, ``("say", target, text)``,
   ``("log", logger, level, text)``.
 """
@@ -142,7 +143,7 @@ class Isolation:
 @dataclass
 class _Pending:
     done: threading.Event
-    reply: Callable[[str], None] | None
+    reply: dict[str, Callable[[str], None]] | None  # kind -> how the call's context sends it
     result: tuple[list[str], Any] | None = None
 
 
@@ -244,7 +245,9 @@ class RemoteVersion:
             "max_lines": getattr(ctx, "max_lines", 10),
         }
         rid = next(self._ids)
-        pending = _Pending(threading.Event(), ctx.reply)
+        sends = {kind: getattr(ctx, kind, ctx.reply) for kind in ("action", "notice")}
+        sends["private"] = lambda text: ctx.reply(text, private=True)
+        pending = _Pending(threading.Event(), {"message": ctx.reply, **sends})
         self._pending[rid] = pending
         try:
             self._post(("call", rid, key, info, arg))
@@ -354,7 +357,9 @@ class RemoteVersion:
             if kind == "reply":
                 pending = self._pending.get(message[1])
                 if pending is not None and pending.reply is not None:
-                    pending.reply(message[2])
+                    send = pending.reply.get(message[3])
+                    if send is not None:
+                        send(message[2])
             elif kind == "done":
                 pending = self._pending.get(message[1])
                 if pending is not None:

@@ -141,23 +141,40 @@ class Outbox:
         self._urgent: deque[str] = deque()
         self.dropped = 0  # lines that did not fit their target's queue, ever
 
-    def lines(self, target: str, text: str, command: str = "PRIVMSG") -> list[str]:
-        """``text`` as the raw lines it would be sent as (split to fit, CR/LF-safe)."""
+    def lines(
+        self, target: str, text: str, command: str = "PRIVMSG", *, ctcp: str | None = None
+    ) -> list[str]:
+        """``text`` as the raw lines it would be sent as (split to fit, CR/LF-safe).
+
+        With ``ctcp`` (``ACTION``, ``VERSION``...), each line is framed as that CTCP
+        message: ``\x01ACTION text\x01``."""
         if not valid_target(target):
             raise OutboxError(f"invalid reply target {target!r}")
         overhead = len(f":{'x' * self._source_length()} {command} {target} :\r\n".encode())
-        budget = max(_IRC_LINE - overhead, 16)
+        head, tail = (f"\x01{ctcp} ", "\x01") if ctcp else ("", "")
+        budget = max(_IRC_LINE - overhead - len(head) - len(tail), 16)
+        if ctcp:
+            text = str(text).replace("\x01", "")  # nothing may end the frame early
         return [
-            f"{command} {target} :{piece}"
+            f"{command} {target} :{head}{piece}{tail}"
             for line in sanitize_lines(str(text))
             for piece in split_utf8(line, budget)
         ]
 
-    def put(self, target: str, text: str, *, command: str = "PRIVMSG", urgent: bool = False) -> int:
+    def put(
+        self,
+        target: str,
+        text: str,
+        *,
+        command: str = "PRIVMSG",
+        ctcp: str | None = None,
+        urgent: bool = False,
+    ) -> int:
         """Queue ``text`` for ``target``; the lines queued (those past the cap are dropped).
 
         Safe from any thread."""
-        return self.put_lines(target, self.lines(target, text, command), urgent=urgent)
+        lines = self.lines(target, text, command, ctcp=ctcp)
+        return self.put_lines(target, lines, urgent=urgent)
 
     def put_lines(self, target: str, lines: list[str], *, urgent: bool = False) -> int:
         if not lines:

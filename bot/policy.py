@@ -59,6 +59,11 @@ def user_key(source: Source) -> str:
     return f"{source.user}@{source.host}".lower()
 
 
+def user_id(source: Source, fold: Callable[[str], str]) -> str:
+    """``ctx.user_id``: ``account:NAME`` when logged in to services, else user@host."""
+    return f"account:{fold(source.account)}" if source.account else user_key(source)
+
+
 class Policy:
     """The checks, with the config in force now (``config`` is read at each check)."""
 

@@ -79,7 +79,7 @@ class Sent(NamedTuple):
 
     target: str
     text: str
-    command: str = "PRIVMSG"
+    command: str = "PRIVMSG"  # or NOTICE, or ACTION (ctx.action: text without framing)
 
 
 class FakeTransport:
@@ -336,7 +336,8 @@ class CommandBot:
         by: str = "op",
         timeout: float = 10.0,
     ) -> list[str]:
-        """Someone joins, parts, quits, changes nick (``text`` is the new nick) or is kicked.
+        """Someone joins, parts, quits, changes nick (``text`` is the new nick), is kicked,
+        or does an action (``/me TEXT``).
 
         ``nick`` is who it happens to; for ``kick``, ``by`` is who kicks. Runs
         the ``@on_event`` listeners like the IRC connection would; returns what they sent.
@@ -350,6 +351,8 @@ class CommandBot:
             target, args = text, []
         elif kind == "quit":
             target, args = "", [text] if text else []
+        elif kind == "action":  # /me TEXT, in the channel or (channel=None) to the bot
+            target, args = where or self.nick, [text]
         else:
             target, args = where or "", [text] if text else []
         on_event = self.transport.on_event

@@ -143,8 +143,14 @@ class _Context:
         self.state = state
         self.log = logging.getLogger(f"commands.{state.module}")
 
-    def reply(self, text: str) -> None:
-        self._link.send(("reply", self._rid, str(text)))
+    def reply(self, text: str, *, private: bool = False) -> None:
+        self._link.send(("reply", self._rid, str(text), "private" if private else "message"))
+
+    def action(self, text: str) -> None:
+        self._link.send(("reply", self._rid, str(text), "action"))
+
+    def notice(self, text: str) -> None:
+        self._link.send(("reply", self._rid, str(text), "notice"))
 
 
 class _Handle:

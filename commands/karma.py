@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from bot.api import CommandError, Context, command, on_message
+from bot.api import CommandError, Context, Event, command, on_event, on_message
 
 from ._common import Quota, atomic, clip, irc_lower
 
@@ -40,9 +40,19 @@ def votes(text: str) -> dict[str, int]:
 
 @on_message(r"\S(\+\+|--)")
 def vote(ctx: Context, match: re.Match[str]) -> str | None:
+    return count(ctx, match.string)
+
+
+@on_event("action")
+def vote_in_action(ctx: Context, event: Event) -> str | None:
+    """``/me thanks alice++`` counts too."""
+    return count(ctx, event.text) if "++" in event.text or "--" in event.text else None
+
+
+def count(ctx: Context, text: str) -> str | None:
     if ctx.channel is None:
         return None  # votes in private would be anonymous
-    found = votes(match.string)
+    found = votes(text)
     refused = found.pop(irc_lower(ctx.nick), None)
     granted = _votes.take(ctx.user_id or ctx.nick, len(found))
     if granted:

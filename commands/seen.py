@@ -22,9 +22,11 @@ def heard(ctx: Context, match: re.Match[str]) -> None:
     record(ctx, ctx.nick, kind="say", channel=ctx.channel, text=clip(match.string, MAX_TEXT))
 
 
-@on_event("join", "part", "quit", "nick", "kick")
+@on_event("join", "part", "quit", "nick", "kick", "action")
 def event(ctx: Context, event: Event) -> None:
     text = clip(event.text, MAX_TEXT)
+    if event.kind == "action" and event.channel is None:
+        return  # private actions stay private too
     if event.kind == "nick":
         record(ctx, event.nick, kind="nick", channel=None, text=event.text)
         record(ctx, event.text, kind="renamed", channel=None, text=event.nick)
@@ -38,6 +40,8 @@ def describe(entry: dict[str, str]) -> str:
     reason = f" ({text})" if text else ""
     if kind == "say":
         return f"{where}, saying: {text}"
+    if kind == "action":
+        return f"{where}, doing: * {entry.get('nick')} {text}"
     if kind == "join":
         return f", joining {channel}"
     if kind == "part":

@@ -1,5 +1,7 @@
 """Tell: leave a message for someone, delivered when they next speak.
 
+A message left in a private message is delivered in a private message.
+
 What chat can write is bounded: ``MAX_PENDING`` messages per recipient,
 ``MAX_SENT`` waiting from one sender (``ctx.user_id``, whatever their nick), and
 ``MAX_RECIPIENTS`` recipients with messages waiting in all.
@@ -38,6 +40,8 @@ def tell(ctx: Context, args: str) -> str:
         raise CommandError("tell: I'm right here")
     sender = ctx.user_id or irc_lower(ctx.nick)
     message = {"from": ctx.nick, "by": sender, "text": clip(text, MAX_TEXT), "at": now()}
+    if ctx.channel is None:
+        message["private"] = True  # left in private: told in private
     with atomic(ctx.state) as state:
         pending: list[dict[str, Any]] = state.get(irc_lower(nick), [])
         if len(pending) >= MAX_PENDING:
@@ -73,4 +77,11 @@ def deliver(ctx: Context, match: re.Match[str]) -> list[str]:
                 state[sent] = left
             else:
                 state.pop(sent, None)
-    return [f"{ctx.nick}: {m['from']} told you {ago(m['at'])}: {m['text']}" for m in pending]
+    told = []
+    for m in pending:
+        line = f"{ctx.nick}: {m['from']} told you {ago(m['at'])}: {m['text']}"
+        if m.get("private") and ctx.channel is not None:
+            ctx.reply(line, private=True)
+        else:
+            told.append(line)
+    return told

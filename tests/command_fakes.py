@@ -59,8 +59,14 @@ class FakeContext:
     def __post_init__(self) -> None:
         self.user_id = self.user_id or f"{self.nick.lower()}@example.org"
 
-    def reply(self, text: str) -> None:
-        self.replies.append(text)
+    def reply(self, text: str, *, private: bool = False) -> None:
+        self.replies.append(f"(private) {text}" if private else text)
+
+    def action(self, text: str) -> None:
+        self.replies.append(f"* {text}")
+
+    def notice(self, text: str) -> None:
+        self.replies.append(f"(notice) {text}")
 
 
 def lines(result: object) -> list[str]:

@@ -131,3 +131,11 @@ def test_karma_through_the_bot(load_command: LoadCommand, tmp_path: Path) -> Non
     assert bot.say("!karma alice") == ["alice has 0 karma."]
     bot.reload(force=True)
     assert bot.say("!karma") == ["top karma: bob 2, carol -1"]
+
+
+def test_votes_in_actions_count_in_channels(load_command: LoadCommand) -> None:
+    bot = load_command(COMMANDS / "karma.py")
+    assert bot.event("action", nick="alice", text="thanks bob++ for the fix") == []
+    assert bot.event("action", nick="bob", text="gives bob++") == ["bob: no karma for yourself."]
+    assert bot.event("action", nick="carol", channel=None, text="bob++") == []
+    assert bot.say("!karma bob") == ["bob has 1 karma."]

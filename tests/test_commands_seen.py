@@ -97,3 +97,13 @@ def test_seen_through_the_bot_survives_reload_and_restart(
     again.event("nick", nick="dave", text="david")
     assert again.say("!seen david") == ["david was last seen just now, changing nick from dave"]
     assert again.say("!seen") == ["usage: seen NICK"]
+
+
+def test_actions_are_seen_in_channels_only(load_command: LoadCommand) -> None:
+    bot = load_command(COMMANDS / "seen.py")
+    bot.event("action", nick="bob", text="waves at everyone")
+    assert bot.say("!seen bob") == [
+        "bob was last seen just now in #test, doing: * bob waves at everyone"
+    ]
+    bot.event("action", nick="carol", channel=None, text="whispers")
+    assert bot.say("!seen carol") == ["I haven't seen carol."]

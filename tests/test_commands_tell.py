@@ -104,3 +104,21 @@ def test_recipients_with_messages_waiting_are_capped(monkeypatch: pytest.MonkeyP
         run(tell, "tell", "c hi", FakeContext(nick="s4", state=state))
     hear(tell, "hello", FakeContext(nick="a", state=state))
     run(tell, "tell", "c hi", FakeContext(nick="s4", state=state))
+
+
+def test_a_message_left_in_private_is_told_in_private() -> None:
+    state: dict[str, object] = {}
+    run(tell, "tell", "bob psst", FakeContext(channel=None, state=state))
+    run(tell, "tell", "bob hello all", FakeContext(nick="carol", state=state))
+    bob = FakeContext(nick="bob", state=state)
+    assert hear(tell, "hi", bob) == ["bob: carol told you just now: hello all"]
+    assert bob.replies == ["(private) bob: alice told you just now: psst"]
+
+
+def test_private_tells_through_the_bot_go_to_the_recipient_only(
+    load_command: LoadCommand,
+) -> None:
+    bot = load_command(COMMANDS / "tell.py")
+    assert bot.say("!tell bob psst", channel=None) == ["ok, I'll tell bob when they next speak."]
+    assert bot.say("morning", nick="bob") == ["bob: alice told you just now: psst"]
+    assert bot.sent[-1].target == "bob"  # not the channel
