@@ -355,11 +355,13 @@ def _sasl(value: Any) -> SaslConfig | None:
         return None
     raw = _mapping("sasl", value, {f.name for f in fields(SaslConfig)})
     mechanism = str(raw.get("mechanism", "PLAIN")).upper()
-    _expect(mechanism in ("PLAIN", "EXTERNAL"), "sasl.mechanism", "PLAIN or EXTERNAL", mechanism)
-    if mechanism == "PLAIN":
+    known = mechanism in ("PLAIN", "EXTERNAL", "SCRAM-SHA-256")
+    _expect(known, "sasl.mechanism", "PLAIN, EXTERNAL or SCRAM-SHA-256", mechanism)
+    if mechanism != "EXTERNAL":
         for key in ("account", "password"):
             if key not in raw:
-                raise _Invalid(f"sasl.{key}", "missing; SASL PLAIN needs account and password")
+                why = f"missing; SASL {mechanism} needs account and password"
+                raise _Invalid(f"sasl.{key}", why)
     return SaslConfig(
         account=_str("sasl.account", raw["account"]) if "account" in raw else "",
         password=_str("sasl.password", raw["password"]) if "password" in raw else "",

@@ -502,6 +502,8 @@ loadmodule "modules/nickserv/set_email";
 
 loadmodule "modules/saslserv/main";
 loadmodule "modules/saslserv/plain";
+/* No SCRAM-SHA-256: it needs Atheme 7.3 (saslserv/scram-sha, and pbkdf2v2's digest
+ * "SCRAM-SHA-256"). 7.2 has no such module and ignores that digest (using SHA512). */
 
 serverinfo {{
 \tname = "services.test";
