@@ -1,7 +1,7 @@
 """In process: what the checks before a command cost (issue 13's budget: 20 us per command).
 
     python bench/policy_cost.py [--entries 50] [--members 300] [--runs 20000] [--repeat 7]
-                                [--fast-fold] [--src DIR]
+                                [--src DIR]
 
 Builds the bot as ``python -m bot`` does, without a server: ``parse_config`` of a
 config.yaml text, ``App(config)`` (its IRC connection is made, never connected),
@@ -26,11 +26,7 @@ rounds of ``--runs`` calls, and the spread):
   queue check (``_room_for``); a refused command logs its WARNING (to
   ``/dev/null`` here, with the bot's log format).
 
-Then each check alone for the first case. ``--fast-fold`` is a what-if, not the
-bot as shipped: it swaps ``irc.strings.lower`` (which builds a ``str`` subclass
-and a cached method per call), the RFC 1459 nick comparison the checks call
-about a dozen times per command, for a ``str.lower`` plus a ``translate`` only
-when one of ``[]\\^`` is present, in the bot's modules, before the App is built.
+Then each check alone for the first case.
 """
 
 from __future__ import annotations
@@ -223,32 +219,6 @@ def breakdown(app: App, message: Message, args: argparse.Namespace) -> None:
         print(f"  {label:56s} {summary(per_call_us(fn, args.runs, args.repeat))}", flush=True)
 
 
-_SPECIAL = str.maketrans("[]\\^", "{}|~")
-
-
-def fast_lower(text: str) -> str:
-    """RFC 1459 lower case, as ``irc.strings.lower`` computes it."""
-    text = text.lower()
-    if "[" in text or "]" in text or "\\" in text or "^" in text:
-        return text.translate(_SPECIAL)
-    return text
-
-
-def use_fast_fold() -> None:
-    """The what-if of ``--fast-fold``: every RFC 1459 fold of the checks made cheap."""
-    import bot.auth
-    import bot.channels
-    import bot.ignores
-    import bot.policy
-
-    for sample in ("Alice", "[Foo]^", "x\\Y", ""):
-        assert fast_lower(sample) == bot.channels.rfc1459_lower(sample)
-    bot.auth.irc_lower = fast_lower
-    bot.policy.irc_lower = fast_lower
-    bot.ignores.irc_lower = fast_lower
-    bot.channels.rfc1459_lower = fast_lower
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--entries", type=int, default=50, help="ignore masks, and accounts")
@@ -256,10 +226,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=20_000)
     parser.add_argument("--src", help="folder holding the bot/ package to measure")
     parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument("--fast-fold", action="store_true", help="a what-if: see above")
     args = parser.parse_args()
-    if args.fast_fold:
-        use_fast_fold()
 
     devnull = open(os.devnull, "w")  # noqa: SIM115 - open for the whole run
     handler = logging.StreamHandler(devnull)

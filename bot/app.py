@@ -17,10 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from irc.strings import lower as irc_lower
-
 from bot.api import Event
 from bot.builtins import Builtins
+from bot.casemap import irc_lower
 from bot.config import Config, ConfigError, diff, load_config
 from bot.connection import Backoff, Connection, ConnectionSettings
 from bot.ctcp import CtcpAnswers

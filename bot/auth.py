@@ -14,8 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from irc.strings import lower as irc_lower
-
+from bot.casemap import irc_lower
 from bot.channels import LEVELS, at_least
 from bot.message import Source
 

@@ -10,22 +10,16 @@ Pure data: the connection feeds it, commands read it through their context.
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable, Iterable
 
-from irc.strings import lower as rfc1459_lower
+from bot.casemap import fold_for, rfc1459_lower
 
 #: Prefix modes from the most to the least powerful, as most servers have them.
 RANKS = ("q", "a", "o", "h", "v")
 #: What ``require=`` and ``permissions:`` accept, and the mode each means.
 LEVELS = {"op": "o", "halfop": "h", "voice": "v"}
-
-
-def fold_for(casemapping: str) -> Callable[[str], str]:
-    """The nick comparison of a server's ``CASEMAPPING``."""
-    if casemapping.lower() == "ascii":
-        return str.lower
-    return rfc1459_lower  # rfc1459 and strict-rfc1459 differ only in ^ and ~
 
 
 class Channels:
@@ -38,7 +32,10 @@ class Channels:
         self.list_modes = "beI"  # modes with a parameter both ways (type A)
         self.param_modes = "k"  # always a parameter (type B)
         self.set_param_modes = "lfj"  # a parameter when set (type C)
-        self._members: dict[str, dict[str, set[str]]] = {}  # channel -> nick -> modes
+        # channel -> folded nick -> its prefix modes as a string ("", "o", "ov"). Strings,
+        # not sets: 100,000 memberships are then no objects the garbage collector walks
+        # (a set each took 20 MB and made every full collection pause the bot).
+        self._members: dict[str, dict[str, str]] = {}
 
     # -- what the server says about itself ----------------------------------------------
 
@@ -57,7 +54,7 @@ class Channels:
                 with self._lock:
                     self.fold = fold_for(value)
                     self._members = {
-                        self.fold(c): {self.fold(n): m for n, m in people.items()}
+                        self.fold(c): {self._key(n): m for n, m in people.items()}
                         for c, people in self._members.items()
                     }
 
@@ -67,18 +64,19 @@ class Channels:
         """One RPL_NAMREPLY: ``@+nick`` (or ``@nick!user@host`` with userhost-in-names)."""
         with self._lock:
             people = self._members.setdefault(self.fold(channel), {})
+            prefixes = self.prefixes
             for entry in entries:
-                modes = set()
-                while entry and entry[0] in self.prefixes:
-                    modes.add(self.prefixes[entry[0]])
+                modes = ""
+                while entry and entry[0] in prefixes:
+                    modes += prefixes[entry[0]]
                     entry = entry[1:]
                 nick = entry.split("!", 1)[0]
                 if nick:
-                    people[self.fold(nick)] = modes
+                    people[self._key(nick)] = "".join(sorted(modes)) if len(modes) > 1 else modes
 
     def joined(self, channel: str, nick: str) -> None:
         with self._lock:
-            self._members.setdefault(self.fold(channel), {})[self.fold(nick)] = set()
+            self._members.setdefault(self.fold(channel), {})[self._key(nick)] = ""
 
     def left(self, channel: str, nick: str, *, me: bool = False) -> None:
         """PART or KICK; ``me``: the bot left, so it knows nothing of the channel now."""
@@ -96,7 +94,7 @@ class Channels:
 
     def renamed(self, old: str, new: str) -> None:
         with self._lock:
-            before, after = self.fold(old), self.fold(new)
+            before, after = self.fold(old), self._key(new)
             for people in self._members.values():
                 if before in people:
                     people[after] = people.pop(before)
@@ -115,11 +113,18 @@ class Channels:
                 elif char in self.prefixes.values():
                     nick = next(args, None)
                     if people is not None and nick is not None:
-                        modes = people.get(self.fold(nick))
+                        key = self.fold(nick)
+                        modes = people.get(key)
                         if modes is not None:
-                            (modes.add if adding else modes.discard)(char)
+                            changed = (set(modes) | {char}) if adding else set(modes) - {char}
+                            people[key] = "".join(sorted(changed))
                 elif self._takes_parameter(char, adding):
                     next(args, None)
+
+    def _key(self, nick: str) -> str:
+        """``nick`` folded, as one string shared by every channel it is in (interned
+        strings are freed once no channel holds them)."""
+        return sys.intern(self.fold(nick))
 
     def _takes_parameter(self, mode: str, adding: bool) -> bool:
         if mode in self.list_modes or mode in self.param_modes:

@@ -449,7 +449,7 @@ def _build(raw: dict[str, Any], base_dir: Path) -> Config:
         return tuple(parse(f"{key}[{i}]", v) for i, v in enumerate(_list(key, raw.get(key, []))))
 
     nick = _nick("nick", raw["nick"])
-    from irc.strings import lower
+    from bot.casemap import irc_lower as lower
 
     entries = each("channels", _channel_entry)
     options: dict[str, ChannelOptions] = {}
@@ -620,7 +620,7 @@ class ConfigChange:
 
 
 def diff(old: Config, new: Config) -> ConfigChange:
-    from irc.strings import lower
+    from bot.casemap import irc_lower as lower
 
     changed = tuple(
         f.name

@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import irc.client
-from irc.strings import lower as irc_lower
 
 from bot.caps import CapNegotiation, SaslLogin
+from bot.casemap import irc_lower
 from bot.channels import Channels
 from bot.message import Message, Source
 from bot.outbox import Outbox

@@ -20,6 +20,7 @@ import logging
 import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable, Iterable, MutableMapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -213,6 +214,9 @@ class Dispatcher:
         self.clock: Callable[[], float] = time.monotonic
         self._dropped = 0  # calls turned away because the queue was full, since last logged
         self._waiting = 0  # calls on the worker pool not picked up by a worker yet
+        # Calls waiting for a worker: commands first, then listener and timer calls, so
+        # chatter (a JOIN flood's listeners) never makes a user's command wait.
+        self._lanes: tuple[deque[tuple[int, Running, Job]], ...] = (deque(), deque())
 
     @property
     def registry(self) -> Any:
@@ -433,13 +437,29 @@ class Dispatcher:
             self._running[call_id] = running
             self._waiting += pooled
             self._arm(running)
-        executor = self.executor if pooled else self.builtin_executor
         try:
-            running.future = executor.submit(self._run, call_id, running, job)
+            if pooled:
+                running.future = Future()
+                with self._lock:
+                    self._lanes[0 if job.report_errors else 1].append((call_id, running, job))
+                self.executor.submit(self._run_next)
+            else:
+                running.future = self.builtin_executor.submit(self._run, call_id, running, job)
         except RuntimeError:  # executor shut down: we are stopping
             with self._lock:
                 self._waiting -= pooled
             self._done(call_id, job.module)
+
+    def _run_next(self) -> None:
+        """One worker turn: the oldest waiting command, else the oldest other call."""
+        with self._lock:
+            lane = self._lanes[0] or self._lanes[1]
+            call_id, running, job = lane.popleft()
+        try:
+            self._run(call_id, running, job)
+        finally:
+            if running.future is not None:
+                running.future.set_result(None)
 
     def _queue_limit(self) -> int:
         return self.executor._max_workers * self.max_queued_per_worker

@@ -19,8 +19,7 @@ from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from irc.strings import lower as irc_lower
-
+from bot.casemap import irc_lower
 from bot.message import Source
 
 #: Where the entries added at run time are kept: a name no module can own.
@@ -92,6 +91,7 @@ class Ignores:
         self._stored: dict[str, Entry] = {}
         self._accounts: dict[str, Entry] = {}
         self._masks: list[tuple[re.Pattern[str], Entry]] = []
+        self._any_mask: re.Pattern[str] | None = None  # all masks in one: one match a message
         self._loaded = False
 
     # -- reading ----------------------------------------------------------------------
@@ -107,8 +107,10 @@ class Ignores:
             entry = self._accounts.get(f"account:{irc_lower(source.account)}")
             if entry is not None and (entry.until is None or entry.until > now):
                 return entry
-        if self._masks:
+        if self._any_mask is not None:
             full = f"{irc_lower(source.nick)}!{source.user}@{source.host}".lower()
+            if self._any_mask.fullmatch(full) is None:
+                return None  # the every-message case: one regex, not one per mask
             for pattern, entry in self._masks:
                 if (entry.until is None or entry.until > now) and pattern.fullmatch(full):
                     return entry
@@ -188,8 +190,7 @@ class Ignores:
     def _rebuild(self) -> None:
         entries = {**self._configured, **self._stored}
         self._accounts = {m: e for m, e in entries.items() if m.startswith("account:")}
-        self._masks = [
-            (re.compile(fnmatch.translate(m)), e)
-            for m, e in entries.items()
-            if not m.startswith("account:")
-        ]
+        masks = [m for m in entries if not m.startswith("account:")]
+        self._masks = [(re.compile(fnmatch.translate(m)), entries[m]) for m in masks]
+        alternatives = "|".join(fnmatch.translate(m) for m in masks)
+        self._any_mask = re.compile(f"(?:{alternatives})") if masks else None

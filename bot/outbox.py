@@ -23,7 +23,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 
-from irc.strings import lower as irc_lower
+from bot.casemap import irc_lower
 
 # What the server prepends when relaying: ":nick!user@host ". Assume the longest
 # user@host a server commonly gives (10 + 63) when we do not know our own.

@@ -22,9 +22,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from irc.strings import lower as irc_lower
-
 from bot.auth import is_admin
+from bot.casemap import irc_lower
 from bot.message import Message, Source
 
 if TYPE_CHECKING:

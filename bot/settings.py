@@ -71,14 +71,14 @@ class Scoped:
     def get(self, channel: str | None) -> Any:
         if channel is None or not self.channels:
             return self.default
-        from irc.strings import lower
+        from bot.casemap import irc_lower as lower
 
         return self.channels.get(lower(channel), self.default)
 
 
 def scopes(config: Any, name: str) -> list[Scope]:
     """Module ``name``'s scopes in ``config``: its ``modules:`` section, then each channel's."""
-    from irc.strings import lower
+    from bot.casemap import irc_lower as lower
 
     base = config.modules.get(name)
     prefix = f"modules.{name}"

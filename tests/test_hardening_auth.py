@@ -76,7 +76,7 @@ def test_account_and_hostmask_admins_load(tmp_path: Path) -> None:
 
 def test_admin_masks_compare_nicks_by_the_servers_casemapping() -> None:
     """rfc1459 (the default): [a] and {a} are one nick; ascii: two."""
-    from bot.channels import fold_for
+    from bot.casemap import fold_for
 
     rule = parse_admin_rule("[boss]!*@host.example")
     curly = Source("{BOSS}", "u", "host.example")

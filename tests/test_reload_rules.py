@@ -295,6 +295,45 @@ def test_calls_waiting_for_a_worker_are_bounded(
     wait_until(lambda: not app.dispatcher.running(), what="the queue to drain")
 
 
+ORDERED = '''
+import threading
+
+from bot.api import command, on_message
+
+GATE = threading.Event()
+ORDER = []
+
+
+@on_message(r"^chatter")
+def hear(ctx, match):
+    GATE.wait(10)
+    ORDER.append(match.string)
+
+
+@command
+def cmd(ctx, args):
+    """cmd -- says when it ran"""
+    ORDER.append("cmd")
+'''
+
+
+def test_a_command_goes_ahead_of_the_listener_calls_waiting_before_it(
+    make: Callable[..., App],
+) -> None:
+    app = started(make, {"o.py": ORDERED}, workers=1, command_rate={"per_user": 1000})
+    module = app.registry.modules["o"].module
+    try:
+        send(app, "chatter 0", admin=False)  # holds the one worker
+        wait_until(lambda: app.dispatcher._queued() == 0, what="the worker to take the call")
+        for n in range(1, 4):
+            send(app, f"chatter {n}", admin=False)
+        send(app, "!cmd", admin=False)
+    finally:
+        module.GATE.set()
+    wait_until(lambda: not app.dispatcher.running(), what="the queue to drain")
+    assert module.ORDER == ["chatter 0", "cmd", "chatter 1", "chatter 2", "chatter 3"]
+
+
 LOOKS_HARMLESS = '''
 import time
 
