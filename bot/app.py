@@ -439,4 +439,6 @@ def _settings(config: Config) -> ConnectionSettings:
         sasl_required=config.sasl.required if config.sasl else False,
         rejoin_delay=config.rejoin_delay,
         join_on_invite=config.join_on_invite,
+        ping_interval=config.ping_interval,
+        ping_timeout=config.ping_timeout,
     )

@@ -161,15 +161,21 @@ class CapNegotiation:
         if not self._registered.is_set():
             self._send("CAP END")
 
-    def give_up(self) -> None:
-        """No answer in time: end negotiation (or, waiting for a required login, fail)."""
+    def give_up(self, waited: float) -> None:
+        """Negotiation did not end in time: start again on a new connection.
+
+        Ending it with ``CAP END`` instead would register the bot without the
+        capabilities it asked for (no account-tag: ``account:`` admins unknown until
+        the next reconnect) whenever the server was only slow. A server without CAP
+        registers us on its own (it answers ``CAP LS`` with 421), so it never gets here.
+        """
         if self._registered.is_set():
             return
         if self._sasl_started and self.login.required and not self.account:
             self.sasl_failed("no answer from the server")
             return
-        log.warning("no answer to CAP negotiation; ending it")
-        self._send("CAP END")
+        log.warning("no end to CAP negotiation in %g s; reconnecting", waited)
+        self._disconnect("CAP negotiation timed out")
 
     # -- SASL -----------------------------------------------------------------------
 

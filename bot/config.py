@@ -140,6 +140,8 @@ class Config:
     # irc-lowered channel name -> its options (every channel, mapping entry or not)
     channel_options: Mapping[str, ChannelOptions] = field(default_factory=dict)
     permissions: Mapping[str, tuple[Grant, ...]] = field(default_factory=dict)  # command -> who
+    ping_interval: float = 60.0  # seconds of silence from the server before we PING it
+    ping_timeout: float = 30.0  # seconds after that PING before the server counts as dead
     addressing: Addressing = field(default_factory=Addressing)
     ctcp: CtcpConfig = field(default_factory=CtcpConfig)
     path: Path | None = None
@@ -487,6 +489,8 @@ def _build(raw: dict[str, Any], base_dir: Path) -> Config:
         "join_on_invite": _bool("join_on_invite", raw.get("join_on_invite", False)),
         "log_level": _log_level("log_level", raw.get("log_level", "INFO")),
         "modules": _module_sections(raw.get("modules", {})),
+        "ping_interval": _number("ping_interval", raw.get("ping_interval", 60), 1, 3600),
+        "ping_timeout": _number("ping_timeout", raw.get("ping_timeout", 30), 1, 3600),
         "addressing": _addressing(raw.get("addressing", {})),
         "ctcp": _ctcp(raw.get("ctcp", {})),
     }

@@ -66,18 +66,18 @@ class ConnectionSettings:
     cannot_join_retry: float = 60.0  # at least this long before retrying a ban, +i, +k or +l
     join_on_invite: bool = False
     connect_timeout: float = 15.0
-    cap_timeout: float = 10.0  # end CAP negotiation (CAP END) if it has not ended by then
+    cap_timeout: float = 10.0  # reconnect if CAP negotiation has not ended by then
     ping_interval: float = 60.0  # send our own PING after this much silence
-    ping_timeout: float = 60.0  # ...and give up this long after that
+    ping_timeout: float = 30.0  # ...and give up this long after that
     regain_nick_every: float = 30.0
 
 
 @dataclass
 class Backoff:
-    """Exponential reconnect delays with jitter: about 1, 2, 4 ... seconds, capped."""
+    """Exponential reconnect delays with jitter: about 1, 2, 4, then 5 seconds at most."""
 
     first: float = 1.0
-    cap: float = 300.0
+    cap: float = 5.0  # back within seconds of a server's return, however long it was away
     attempts: int = 0
     rng: random.Random = field(default_factory=random.Random)
 
@@ -396,7 +396,8 @@ class Connection:
 
     def _cap_give_up(self, generation: int) -> None:
         if generation == self._generation and self.server.is_connected():
-            self.negotiation.give_up()  # (an earlier connection's timer does nothing)
+            # (an earlier connection's timer does nothing)
+            self.negotiation.give_up(self.settings.cap_timeout)
 
     def _on_welcome(self, conn: Any, event: Any) -> None:
         if self.negotiation.missing_login():

@@ -9,6 +9,7 @@ nothing of registration or of what the lines mean: that is ``bot.connection``.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import logging
 import queue
@@ -26,8 +27,20 @@ log = logging.getLogger("bot.connection")  # what it logs is about the connectio
 MAX_LINE_BYTES = 16384  # 8191 bytes of tags + 512 of message, with room to spare
 
 
-class BoundedLineBuffer(jaraco.stream.buffer.LenientDecodingLineBuffer):
-    """UTF-8 when valid, latin-1 otherwise, and no line longer than MAX_LINE_BYTES.
+def _latin1_for_invalid_bytes(error: UnicodeError) -> tuple[str, int]:
+    """Decode only the bytes that are not UTF-8 as latin-1 (the common other charset)."""
+    assert isinstance(error, UnicodeDecodeError)
+    return error.object[error.start : error.end].decode("latin-1"), error.end
+
+
+codecs.register_error("reloadbot-latin1", _latin1_for_invalid_bytes)
+
+
+class BoundedLineBuffer(jaraco.stream.buffer.LineBuffer):
+    """UTF-8, each invalid byte read as latin-1, and no line longer than MAX_LINE_BYTES.
+
+    One stray byte no longer turns a whole line of UTF-8 into mojibake: ``ünï`` then
+    the byte 0xFF reads as ``ünïÿ``, not ``Ã¼nÃ¯ÿ``.
 
     The library's buffer grows without bound while a line has no newline; a
     hostile server could exhaust memory. Over-long lines are dropped whole.
@@ -55,7 +68,8 @@ class BoundedLineBuffer(jaraco.stream.buffer.LenientDecodingLineBuffer):
             self._skipping = True
 
     def lines(self) -> Any:
-        for line in super().lines():
+        for raw in super().lines():
+            line = raw.decode("utf-8", "reloadbot-latin1")
             if len(line) <= MAX_LINE_BYTES:
                 yield line
             else:

@@ -121,3 +121,23 @@ def test_diff_describes_what_a_running_bot_will_do() -> None:
     assert "applied prefix" in text
     assert "server: takes effect on the next reconnect" in text
     assert diff(old, parse(GOOD)).describe() == "no changes"
+
+
+def test_keepalive_addressing_and_ctcp_keys() -> None:
+    config = parse(GOOD)
+    assert (config.ping_interval, config.ping_timeout) == (60.0, 30.0)
+    assert config.addressing.nick and config.addressing.private and config.ctcp.enabled
+    custom = parse(
+        GOOD
+        + "ping_interval: 20\nping_timeout: 5\naddressing: {private: false}\n"
+        + 'ctcp: {version: "mybot 2", source: ""}\n'
+    )
+    assert (custom.ping_interval, custom.ping_timeout) == (20.0, 5.0)
+    assert custom.addressing.nick and not custom.addressing.private
+    assert custom.ctcp.version == "mybot 2"
+    assert problems(GOOD + "ping_timeout: 0\n") == [
+        "config.yaml:8: ping_timeout: expected a number from 1 to 3600, got 0"
+    ]
+    assert problems(GOOD + "ctcp: {verison: x}\n")[0].startswith(
+        "config.yaml:8: ctcp.verison: unknown key"
+    )
