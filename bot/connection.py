@@ -427,7 +427,7 @@ class Connection:
 
     def _regain_nick(self) -> None:
         wanted = self.settings.nicks[0]
-        if self.registered.is_set() and irc_lower(self.nick) != irc_lower(wanted):
+        if self.registered.is_set() and self._fold(self.nick) != self._fold(wanted):
             self.send_now(f"NICK {wanted}")
 
     def _change_nick(self, nicks: tuple[str, ...]) -> None:
@@ -435,18 +435,18 @@ class Connection:
         self._regain_nick()
 
     def _on_nick(self, conn: Any, event: Any) -> None:
-        old = irc_lower(event.source.nick)
-        if old == irc_lower(self.nick):
+        old = self._fold(event.source.nick)
+        if old == self._fold(self.nick):
             self.nick = event.target
         if old in self.accounts:
-            self.accounts[irc_lower(event.target)] = self.accounts.pop(old)
+            self.accounts[self._fold(event.target)] = self.accounts.pop(old)
         self.members.renamed(event.source.nick, event.target)
         self._emit("nick", event)
 
     def _on_account(self, conn: Any, event: Any) -> None:
         """account-notify: someone logged in (ACCOUNT name) or out (ACCOUNT *)."""
         account = event.target
-        self.accounts[irc_lower(event.source.nick)] = None if account in ("*", None) else account
+        self.accounts[self._fold(event.source.nick)] = None if account in ("*", None) else account
 
     def _on_isupport(self, conn: Any, event: Any) -> None:
         self.members.isupport(event.arguments)
@@ -459,7 +459,7 @@ class Connection:
         args = event.arguments
         if len(args) == 3 and args[0] == WHOX_TOKEN:
             nick, account = args[1], args[2]
-            self.accounts[irc_lower(nick)] = None if account in ("0", "*") else account
+            self.accounts[self._fold(nick)] = None if account in ("0", "*") else account
 
     def _account_of(self, nick: str, tags: dict[str, str | None]) -> str | None:
         """The services account behind a message, or None.
@@ -469,15 +469,19 @@ class Connection:
         """
         if "account-tag" in self.caps:
             return tags.get("account") or None
-        return self.accounts.get(irc_lower(nick))
+        return self.accounts.get(self._fold(nick))
+
+    def _fold(self, nick: str) -> str:
+        """``nick`` as the server compares nicks (its CASEMAPPING, once it said it)."""
+        return self.members.fold(nick)
 
     def _is_me(self, nick: str) -> bool:
-        return irc_lower(nick) == irc_lower(self.nick)
+        return self._fold(nick) == self._fold(self.nick)
 
     def _on_join(self, conn: Any, event: Any) -> None:
         if "extended-join" in self.caps and event.arguments:
             account = event.arguments[0]
-            self.accounts[irc_lower(event.source.nick)] = None if account == "*" else account
+            self.accounts[self._fold(event.source.nick)] = None if account == "*" else account
         if self._is_me(event.source.nick):
             self.joined.add(irc_lower(event.target))
             if "account-tag" not in self.caps and self._whox:
@@ -524,7 +528,7 @@ class Connection:
         if self._is_me(nick):
             self.accounts.clear()
         else:
-            self.accounts.pop(irc_lower(nick), None)
+            self.accounts.pop(self._fold(nick), None)
 
     def _join(self, channel: str) -> None:
         key = self.settings.channel_keys.get(irc_lower(channel))
@@ -570,7 +574,7 @@ class Connection:
             log.info("invited to %s by %s; ignored (join_on_invite is off)", channel, who)
 
     def _on_quit(self, conn: Any, event: Any) -> None:
-        self.accounts.pop(irc_lower(event.source.nick), None)
+        self.accounts.pop(self._fold(event.source.nick), None)
         self.members.quit(event.source.nick)
         self._emit("quit", event)
 

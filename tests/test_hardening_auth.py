@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import itertools
 import logging
+import re
 import uuid
 from pathlib import Path
 
@@ -200,7 +201,7 @@ def _modules(session: Session, source: str, tags: str = "", target: str = "#c") 
     reply_to = target if target.startswith("#") else source.split("!")[0]
     nick = source.split("!")[0]
     admin = MODULES_ANSWER.format(target=reply_to)
-    refused = REFUSED.format(target=reply_to, nick=nick)
+    refused = REFUSED.format(target=reply_to, nick=re.escape(nick))
     line = session.wait_for(rf"{admin}|{refused}", since=since)
     return line.endswith("echo: echo")
 
@@ -245,6 +246,21 @@ def test_account_tracking_without_account_tag(tmp_path: Path) -> None:
         assert _modules(session, "renamed!a@h.example")
         session.send(":renamed!a@h.example QUIT :gone")
         assert not _modules(session, "renamed!x@elsewhere.example", target="testbot")
+
+
+def test_tracked_accounts_follow_the_servers_casemapping(tmp_path: Path) -> None:
+    """Under CASEMAPPING=ascii, b[ss and b{ss are two people: one's account is not the other's."""
+    script = Script(cap_ls=["extended-join account-notify"])
+    with (
+        FakeServer(script) as server,
+        running_app(tmp_path, server.port, admins=["account:admin1"]),
+    ):
+        session = server.wait_registered()
+        session.wait_for(r"^JOIN #c$")
+        session.send(":fake.test 005 testbot CASEMAPPING=ascii :are supported by this server")
+        session.send(":b[ss!a@h.example JOIN #c admin1 :Real Name")
+        assert _modules(session, "b[ss!a@h.example")
+        assert not _modules(session, "b{ss!x@other.example")
 
 
 def test_whox_fills_in_accounts_of_users_already_in_the_channel(tmp_path: Path) -> None:
