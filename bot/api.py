@@ -23,6 +23,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol, TypeVar, overload
 
 __all__ = [
@@ -132,6 +133,15 @@ class Context(Protocol):
     def user_id(self) -> str:
         """Who the user is across nick changes, for per-user limits: ``account:NAME``
         when logged in to services, else ``user@host`` (lowercase); empty for events."""
+
+    @property
+    def time(self) -> datetime:
+        """When the message was sent: the server's stamp (``server-time``) when it gave
+        one, else when the bot got it (an aware datetime, UTC)."""
+
+    @property
+    def msgid(self) -> str | None:
+        """The message's id (IRCv3 ``msgid``), if the server gave one."""
 
     def reply(self, text: str, *, private: bool = False) -> None:
         """Send another line where the command was said (channel, or the user in private);

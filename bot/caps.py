@@ -29,6 +29,9 @@ WANTED_CAPS = {
     "account-tag",
     "account-notify",
     "extended-join",
+    "cap-notify",  # CAP NEW / DEL while connected
+    "echo-message",  # our own messages come back: never answered (bot.connection)
+    "chghost",  # a host change is one CHGHOST, not a fake QUIT and JOIN
 }
 SASL_CHUNK = 400  # AUTHENTICATE payloads are sent in pieces of this many bytes
 SASL_MAX_IN = 8192  # a longer message from the server fails the login
@@ -115,6 +118,21 @@ class CapNegotiation:
                 self._offered[name] = value
             if not more:
                 self._request()
+        elif sub == "NEW":  # cap-notify: offered now; ask for those we use
+            offered = {t.partition("=")[0]: t.partition("=")[2] for t in args[-1].split()}
+            self._offered.update(offered)
+            wanted = (WANTED_CAPS & offered.keys()) - self.caps
+            if wanted:
+                log.info("the server offers %s now; asking for it", ", ".join(sorted(wanted)))
+                self._pending |= wanted
+                self._send(f"CAP REQ :{' '.join(sorted(wanted))}")
+        elif sub == "DEL":  # cap-notify: no longer offered, and no longer enabled
+            gone = set(args[-1].split()) if len(args) > 1 else set()
+            if gone & self.caps:
+                log.info("the server withdrew %s", ", ".join(sorted(gone & self.caps)))
+            self.caps -= gone
+            for name in gone:
+                self._offered.pop(name, None)
         elif sub in ("ACK", "NAK"):
             names = {c.strip().lstrip("-") for c in args[-1].split()} if len(args) > 1 else set()
             if sub == "ACK":

@@ -614,6 +614,8 @@ class Connection:
     def _on_privmsg(self, conn: Any, event: Any) -> None:
         if not event.arguments or event.source is None:
             return
+        if self._is_me(event.source.nick):
+            return  # echo-message: our own line, back from the server; never an input
         tags = {t["key"]: t["value"] for t in (event.tags or [])}
         source = event.source
         account = self._account_of(source.nick, tags)

@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, MutableMapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -91,6 +92,8 @@ class CallContext:
     settings: Any = field(default=None, repr=False)
     user_modes: frozenset[str] = frozenset()
     user_id: str = ""
+    time: datetime = field(default_factory=lambda: datetime.now(UTC))  # server-time if given
+    msgid: str | None = None  # the message's msgid tag, if the server gave one
     max_lines: int = 10  # rate_limit.per_reply: lines one call may send
     urgent: bool = False  # an admin's: ahead of everyone else's replies
     replies: int = 0
@@ -267,9 +270,7 @@ class Dispatcher:
                     )
                     held = held - {module.name}
                 continue
-            ctx = self._context(
-                module.name, message.source.nick, message.channel, admin, self._id(message)
-            )
+            ctx = self._message_context(module.name, message, admin)
             self.start(Job(_label(module, spec.func), module, ctx, _bind(spec.func, match), False))
 
     def _command_text(self, message: Message) -> str | None:
@@ -333,9 +334,7 @@ class Dispatcher:
         config = self.host.config
         audit = f"{message.source.mask}: {message.text[:200]}" if entry.spec.admin else None
         module_name = entry.module.name if entry.module else "builtins"
-        ctx = self._context(
-            module_name, message.source.nick, message.channel, admin, self._id(message)
-        )
+        ctx = self._message_context(module_name, message, admin)
         call = _bind(entry.spec.func, args.strip())
         # Built-in admin work (a reload) has its own deadline: reload_timeout.
         timeout = None
@@ -403,8 +402,14 @@ class Dispatcher:
             urgent=admin,
         )
 
-    def _id(self, message: Message) -> str:
-        return self._id_of(message.source)
+    def _message_context(self, module: str, message: Message, admin: bool) -> CallContext:
+        """The context of a call a message started: who, where, and the server's stamps."""
+        ctx = self._context(
+            module, message.source.nick, message.channel, admin, self._id_of(message.source)
+        )
+        ctx.time = server_time(message.tags.get("time")) or ctx.time
+        ctx.msgid = message.tags.get("msgid") or None
+        return ctx
 
     def _id_of(self, source: Source) -> str:
         return user_id(source, self.host.fold())
@@ -570,6 +575,17 @@ class Dispatcher:
 
 
 _UNCAPPED = 1_000_000
+
+
+def server_time(stamp: str | None) -> datetime | None:
+    """An IRCv3 ``time`` tag (``2026-12-01T23:59:00.123Z``) as an aware datetime."""
+    if not stamp:
+        return None
+    try:
+        parsed = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None  # a malformed tag: the time it arrived will do
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def _lines_count(count: int) -> str:

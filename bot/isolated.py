@@ -242,6 +242,8 @@ class RemoteVersion:
             "is_admin": ctx.is_admin,
             "user_modes": frozenset(getattr(ctx, "user_modes", ())),
             "user_id": getattr(ctx, "user_id", ""),
+            "time": getattr(ctx, "time", None),
+            "msgid": getattr(ctx, "msgid", None),
             "max_lines": getattr(ctx, "max_lines", 10),
         }
         rid = next(self._ids)

@@ -25,6 +25,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,8 @@ class _Context:
         self.user_modes: frozenset[str] = info.get("user_modes", frozenset())
         self.max_lines: int = info.get("max_lines", 10)
         self.user_id: str = info.get("user_id", "")
+        self.time: datetime = info.get("time") or datetime.now(UTC)
+        self.msgid: str | None = info.get("msgid")
         self.is_op = bool(self.user_modes & {"q", "a", "o"})
         self.state = state
         self.log = logging.getLogger(f"commands.{state.module}")

@@ -22,6 +22,7 @@ import types
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,8 @@ class FakeContext:
     is_admin: bool = False
     user_id: str = ""  # default: the nick's own user@host
     is_op: bool = False
+    time: datetime = field(default_factory=lambda: datetime.now(UTC))
+    msgid: str | None = None
     state: dict[str, Any] = field(default_factory=dict)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("commands.test"))
     replies: list[str] = field(default_factory=list)

@@ -205,6 +205,33 @@ def test_multiline_cap_ls_is_collected(tmp_path: Path) -> None:
         wait_until(lambda: app.connection.caps == {"message-tags", "multi-prefix", "server-time"})
 
 
+def test_capabilities_offered_and_withdrawn_while_connected(tmp_path: Path) -> None:
+    script = Script(cap_ls=["multi-prefix cap-notify"])
+    with FakeServer(script) as server, running_app(tmp_path, server.port) as app:
+        session = server.wait_registered(timeout=3)
+        wait_until(lambda: "cap-notify" in app.connection.caps, what="cap-notify")
+        since = session.mark()
+        session.send(":fake.test CAP testbot NEW :account-tag sasl=PLAIN unknown-cap")
+        request = session.wait_for(r"^CAP REQ :", since=since)
+        assert request == "CAP REQ :account-tag"  # only what the bot uses, not sasl now
+        wait_until(lambda: "account-tag" in app.connection.caps, what="account-tag enabled")
+        session.send(":fake.test CAP testbot DEL :account-tag")
+        wait_until(lambda: "account-tag" not in app.connection.caps, what="account-tag gone")
+        assert_alive(session, "after-cap-del")
+
+
+def test_our_own_echoed_lines_are_never_answered(tmp_path: Path) -> None:
+    script = Script(cap_ls=["echo-message"])
+    with FakeServer(script) as server, running_app(tmp_path, server.port) as app:
+        session = server.wait_registered(timeout=3)
+        wait_until(lambda: "echo-message" in app.connection.caps, what="echo-message")
+        since = session.mark()
+        session.send(":testbot!bot@bot.example PRIVMSG #c :!echo loop")  # as echoed back
+        privmsg(session, "!echo fence")
+        session.wait_for(r"^PRIVMSG #c :fence$", since=since)
+        assert "PRIVMSG #c :loop" not in session.lines[since:]
+
+
 class FixedBackoff(Backoff):
     def next_delay(self) -> float:
         self.attempts += 1

@@ -181,7 +181,10 @@ def test_an_account_is_granted_and_ignored_whatever_its_nick(
     start = troll.mark()
     troll.privmsg(bot.channel, "!echo heard?")
     troll.privmsg(bot.channel, "hello bot")
+    troll.send("PING :read")  # the server has the troll's lines once it answers
+    troll.wait_for(lambda raw: "PONG" in raw and "read" in raw, since=start)
     assert bot.ask(other, "!echo fence", "^fence$") == "fence"  # the bot has read the troll's lines
+    bot.wait_reply(troll, start, "^fence$")  # what the bot said, as the troll sees it
     assert bot.replies(troll, start) == ["fence"]
 
     unignored = bot.ask(boss, "!unignore account:trollacct", "ignor")
