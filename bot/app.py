@@ -29,7 +29,7 @@ from bot.ignores import Ignores
 from bot.isolated import Isolation
 from bot.loader import Loader
 from bot.message import Message, Source
-from bot.outbox import Outbox, OutboxError
+from bot.outbox import IRC_LINE, Outbox, OutboxError
 from bot.policy import user_id
 from bot.registry import Live, Registry
 from bot.reloader import Reloader, ReloadReport
@@ -104,6 +104,7 @@ class App:
             config.rate_limit.burst,
             max_queued=config.rate_limit.max_queued,
             source_length=lambda: self.connection.source_length(),
+            line_length=lambda: getattr(self.connection, "line_length", IRC_LINE),
             wake=lambda: self.connection.wake(),
         )
         self.ignores = Ignores(lambda: self.storage.state(IGNORES))

@@ -36,7 +36,7 @@ from bot.caps import CapNegotiation, SaslLogin
 from bot.casemap import irc_lower
 from bot.channels import Channels
 from bot.message import Message, Source
-from bot.outbox import Outbox
+from bot.outbox import IRC_LINE, Outbox, source_length
 from bot.reactor import GuardedConnection, WakeableReactor
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,8 @@ class Connection:
         self.registered = threading.Event()
         self.nick = settings.nicks[0]
         self.joined: set[str] = set()  # irc-lowercased channel names we are in
-        self.userhost_length = 0  # learned from the echo of our own JOIN
+        self.userhost = ""  # ours, as the server shows it (welcome, JOIN echo, CHGHOST)
+        self.line_length = IRC_LINE  # ISUPPORT LINELEN, if the server says more
         self.connects = 0  # successful registrations, for tests and !modules
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -294,6 +295,8 @@ class Connection:
             SaslLogin(s.sasl_mechanism, s.sasl_account, s.sasl_password, s.sasl_required)
         )
         self._whox = False
+        self.userhost, self.line_length = "", IRC_LINE  # learned again from this server
+        self.server.max_line = IRC_LINE
         self.accounts = {}
         self.joined = set()
         self.members.clear()
@@ -382,6 +385,7 @@ class Connection:
         add("part", self._on_part, -20)
         add("kick", self._on_kick, -20)
         add("quit", self._on_quit, -20)
+        add("chghost", self._on_chghost, -20)
         add("namreply", self._on_names, -20)
         add("mode", self._on_mode, -20)
         add("disconnect", self._on_disconnect, -20)
@@ -404,6 +408,10 @@ class Connection:
             self.negotiation.sasl_failed("registration completed without a login")
             return
         self.nick = event.target
+        # "Welcome to the ... Network nick!user@host": most servers say who we are here
+        last = event.arguments[-1].split()[-1] if event.arguments else ""
+        if last.startswith(f"{self.nick}!") and "@" in last:
+            self.userhost = last.split("!", 1)[1]
         self.registered.set()
         self.connects += 1
         self.backoff.reset()
@@ -450,6 +458,11 @@ class Connection:
 
     def _on_isupport(self, conn: Any, event: Any) -> None:
         self.members.isupport(event.arguments)
+        for token in event.arguments:
+            name, _, value = token.partition("=")
+            if name == "LINELEN" and value.isdigit():
+                self.line_length = max(IRC_LINE, min(int(value), 16384))
+                self.server.max_line = self.line_length
         # The library's FeatureSet drops value-less tokens such as WHOX.
         if any(a == "WHOX" or a.startswith("WHOX=") for a in event.arguments):
             self._whox = True
@@ -489,7 +502,7 @@ class Connection:
                 # keep the map current afterwards.
                 self.send_now(f"WHO {event.target} %tna,{WHOX_TOKEN}")
             source = event.source
-            self.userhost_length = len(f"{source.user}@{source.host}")
+            self.userhost = f"{source.user}@{source.host}"
             log.info("joined %s", event.target)
         self.members.joined(event.target, event.source.nick)
         self._emit("join", event)
@@ -573,6 +586,14 @@ class Connection:
         else:
             log.info("invited to %s by %s; ignored (join_on_invite is off)", channel, who)
 
+    def _on_chghost(self, conn: Any, event: Any) -> None:
+        """chghost: ``:nick!old@host CHGHOST newuser newhost``; ours sets the reply length."""
+        if event.source is not None and self._is_me(event.source.nick):
+            user = event.target or ""
+            host = event.arguments[0] if event.arguments else ""
+            if user and host:
+                self.userhost = f"{user}@{host}"
+
     def _on_quit(self, conn: Any, event: Any) -> None:
         self.accounts.pop(self._fold(event.source.nick), None)
         self.members.quit(event.source.nick)
@@ -650,5 +671,4 @@ class Connection:
 
     def source_length(self) -> int:
         """Length of ``nick!user@host`` the server prepends to what we send."""
-        userhost = self.userhost_length or 74
-        return len(self.nick) + 1 + userhost
+        return source_length(self.nick, self.userhost)

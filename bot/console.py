@@ -46,7 +46,7 @@ from bot.auth import AdminRule, is_admin, parse_admin_rule
 from bot.config import Config, RateLimit, ServerConfig
 from bot.connection import ConnectionSettings
 from bot.message import Message, Source
-from bot.outbox import Outbox
+from bot.outbox import Outbox, source_length
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +57,6 @@ CONSOLE_RULE: AdminRule = parse_admin_rule(f"account:{CONSOLE_ACCOUNT}")
 CONSOLE_USER = "console"
 CONSOLE_HOST = "localhost"
 HISTORY_FILE = "console_history"
-
-# What the server prepends to a relayed line is ":nick!user@host "; like the IRC
-# connection before it learns its own host, assume the longest common user@host,
-# so replies are split exactly where a fresh IRC connection would split them.
-_ASSUMED_USERHOST = 74
 
 _NICK = re.compile(r"[A-Za-z\[\]\\`_^{|}][A-Za-z0-9\[\]\\`_^{|}-]{0,29}")
 _CHANNEL = re.compile(r"[#&+!][^\x00\x07\r\n ,:]{1,49}")
@@ -219,7 +214,8 @@ class ConsoleTransport:
         """Server settings mean nothing without a server."""
 
     def source_length(self) -> int:
-        return len(self.nick) + 1 + _ASSUMED_USERHOST
+        # as a fresh IRC connection would split replies, before it knows its own host
+        return source_length(self.nick)
 
     # -- internals ----------------------------------------------------------------
 

@@ -25,10 +25,11 @@ from collections.abc import Callable
 
 from bot.casemap import irc_lower
 
-# What the server prepends when relaying: ":nick!user@host ". Assume the longest
-# user@host a server commonly gives (10 + 63) when we do not know our own.
-_ASSUMED_USERHOST = 74
-_IRC_LINE = 512
+#: What the server prepends when relaying is ":nick!user@host ". Until the bot knows
+#: its own user@host, assume the longest a server commonly gives (10 + 63 + "@").
+ASSUMED_USERHOST = 74
+#: A line's length, CRLF and prefix included, unless ISUPPORT LINELEN says more.
+IRC_LINE = 512
 log = logging.getLogger(__name__)
 
 _TARGET = re.compile(r"[^\x00-\x20,:][^\x00-\x20,]*")
@@ -81,6 +82,12 @@ def split_utf8(text: str, max_bytes: int) -> list[str]:
     return pieces
 
 
+def source_length(nick: str, userhost: str = "") -> int:
+    """The length of ``nick!user@host`` as the server prepends it to what the bot sends:
+    the one place where the unknown host is guessed (``userhost`` once it is known)."""
+    return len(nick) + 1 + (len(userhost) if userhost else ASSUMED_USERHOST)
+
+
 def valid_target(target: str) -> bool:
     return bool(_TARGET.fullmatch(target)) and len(target) <= 64
 
@@ -128,13 +135,15 @@ class Outbox:
         burst: int = 5,
         *,
         max_queued: int = 30,
-        source_length: Callable[[], int] = lambda: 9 + _ASSUMED_USERHOST,
+        source_length: Callable[[], int] = lambda: source_length("reloadbot"),
+        line_length: Callable[[], int] = lambda: IRC_LINE,
         wake: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.bucket = TokenBucket(rate, burst, clock)
         self.max_queued = max_queued  # lines waiting per target (the urgent lane too)
         self._source_length = source_length
+        self._line_length = line_length  # the server's LINELEN, or 512
         self._wake = wake
         self._lock = threading.Lock()
         self._queues: OrderedDict[str, deque[str]] = OrderedDict()
@@ -152,7 +161,7 @@ class Outbox:
             raise OutboxError(f"invalid reply target {target!r}")
         overhead = len(f":{'x' * self._source_length()} {command} {target} :\r\n".encode())
         head, tail = (f"\x01{ctcp} ", "\x01") if ctcp else ("", "")
-        budget = max(_IRC_LINE - overhead - len(head) - len(tail), 16)
+        budget = max(self._line_length() - overhead - len(head) - len(tail), 16)
         if ctcp:
             text = str(text).replace("\x01", "")  # nothing may end the frame early
         return [

@@ -88,12 +88,18 @@ class GuardedConnection(irc.client.ServerConnection):
         except Exception:
             log.exception("dropped an IRC line that could not be handled: %.200r", line)
 
+    #: The longest line we send, CRLF included: 512, or the server's LINELEN.
+    max_line = 512
+
     def _prep_message(self, string: str) -> bytes:
         # The library refuses LF but sends CR and NUL as they are. A server that ends
         # lines at CR would read what follows as a second command from us (e.g. in a
         # PONG echoing a hostile PING token). Nothing we send may contain them.
-        clean = string.replace("\r", "").replace("\0", "")
-        return super()._prep_message(clean)  # type: ignore[no-any-return]
+        clean = string.replace("\r", "").replace("\0", "").replace("\n", "")
+        data = self.encode(clean) + b"\r\n"
+        if len(data) > self.max_line:  # (the outbox splits to fit: this is a last guard)
+            raise irc.client.MessageTooLong(f"a line of {len(data)} bytes; at most {self.max_line}")
+        return data
 
     def send_raw(self, string: str) -> None:
         """Send one line; unlike the library's ``socket.send``, never a partial one."""

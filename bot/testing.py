@@ -135,7 +135,9 @@ class FakeTransport:
         """No server, nothing to update."""
 
     def source_length(self) -> int:
-        return len(self.nick) + 1 + 74  # as the IRC connection assumes before it knows better
+        from bot.outbox import source_length
+
+        return source_length(self.nick)  # as the IRC connection assumes before it knows
 
     def pop_due(self, until: float) -> Callable[[], None] | None:
         """The next callback due at or before ``until``, moving the clock to its due time."""

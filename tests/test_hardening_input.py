@@ -120,6 +120,29 @@ def test_overlong_line_never_grows_the_buffer_past_the_limit() -> None:
     assert biggest <= MAX_LINE_BYTES + 16_384
 
 
+def test_replies_fit_the_servers_line_length_with_the_bots_real_prefix(tmp_path: Path) -> None:
+    with FakeServer(Script()) as server, running_app(tmp_path, server.port) as app:
+        session = server.wait_registered(timeout=3)
+        prefix = f":{session.mask} "  # as the welcome said it, and the server relays it
+        userhost = session.mask.split("!", 1)[1]
+        wait_until(lambda: app.connection.userhost == userhost, what="our user@host learned")
+        words = " ".join(f"w{n:03d}" for n in range(180))  # 899 characters
+
+        def echoed() -> list[str]:
+            since = session.mark()
+            privmsg(session, f"!echo {words}")
+            session.wait_for(r"^PRIVMSG #c :.* w179$", since=since)  # the last piece
+            return [line for line in session.lines[since:] if line.startswith("PRIVMSG #c :w")]
+
+        lines = echoed()
+        assert len(lines) == 2
+        sizes = [len(f"{prefix}{line}\r\n".encode()) for line in lines]
+        assert max(sizes) <= 512 and sizes[0] >= 505  # full lines: no guessed host wasted
+        session.send(":fake.test 005 testbot LINELEN=2048 :are supported by this server")
+        wait_until(lambda: app.connection.line_length == 2048, what="LINELEN learned")
+        assert echoed() == [f"PRIVMSG #c :{words}"]
+
+
 def test_one_invalid_byte_spoils_only_itself() -> None:
     buffer = BoundedLineBuffer()
     buffer.feed("PRIVMSG #c :ünïcödé ".encode() + b"\xff" + b" ok\r\n")

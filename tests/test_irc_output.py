@@ -74,7 +74,7 @@ def test_flush_empties_a_targets_queue(running_bot, irc_client) -> None:
     assert dropped >= 10
     assert bot.app.outbox.pending() == 0
     # fence: a fresh answer in the channel comes after what little was already on its way
-    assert bot.ask(user, "!echo fence") == "fence"
+    assert bot.ask(user, "!echo fence", "^fence$") == "fence"
     assert _count(bot, user, start, tag) == 20 - dropped
     assert bot.ask(boss, "!flush", private=True) == f"flush: dropped 0 waiting lines to {boss.nick}"
 
@@ -96,6 +96,6 @@ def test_lines_waiting_at_a_disconnect_are_dropped_not_said_later(running_bot, i
     bot.wait_until(lambda: not bot.app.connection.registered.is_set(), "the disconnect")
     bot.wait_joined()
     rejoined = user.mark()
-    assert bot.ask(user, "!echo back") == "back"
+    assert bot.ask(user, "!echo back", "^back$") == "back"
     assert _count(bot, user, rejoined, tag) == 0
     assert _count(bot, user, start, tag) < 20
