@@ -53,7 +53,7 @@ _LISTEN = "__reloadbot_listeners__"
 REQUIRE_LEVELS = (None, "op", "halfop", "voice")
 
 #: Events ``@on_event`` can listen to.
-EVENT_KINDS = frozenset({"join", "part", "quit", "nick", "kick", "action"})
+EVENT_KINDS = frozenset({"join", "part", "quit", "nick", "kick", "action", "away", "netsplit"})
 
 
 class CommandError(Exception):
@@ -156,18 +156,22 @@ class Context(Protocol):
 
 @dataclass(frozen=True)
 class Event:
-    """Someone joined, left, quit, changed nick, was kicked, or did an action (``/me``).
+    """Someone joined, left, quit, changed nick, was kicked, did an action (``/me``) or
+    went away; or a netsplit took many users at once.
 
-    ``nick`` is who it happened to (for ``kick``: the one kicked), ``channel``
-    is None for ``quit`` and ``nick`` (and for an action in a private message),
-    and ``text`` is the part/quit/kick message, the new nick for ``nick``, or
-    what the action says (``/me waves``: ``waves``).
+    ``nick`` is who it happened to (for ``kick``: the one kicked; empty for
+    ``netsplit``), ``channel`` is None for ``quit``, ``nick``, ``away`` and
+    ``netsplit`` (and for an action in a private message), and ``text`` is the
+    part/quit/kick message, the new nick for ``nick``, what the action says
+    (``/me waves``: ``waves``), the away reason (empty: back), or the two servers
+    that split. ``nicks`` names everyone a netsplit took (empty for the others).
     """
 
     kind: str
     nick: str
     channel: str | None
     text: str = ""
+    nicks: tuple[str, ...] = ()
 
 
 class Timer(Protocol):
@@ -329,10 +333,10 @@ def on_message(pattern: str) -> Callable[[F], F]:
 
 def on_event(*kinds: str) -> Callable[[F], F]:
     """Call ``func(ctx, event)`` when someone joins, parts, quits, changes nick, is kicked,
-    or does an action (``/me``).
+    does an action (``/me``) or goes away, or a netsplit happens.
 
-    ``kinds`` are among ``join``, ``part``, ``quit``, ``nick``, ``kick``, ``action``;
-    ``event`` is an Event.
+    ``kinds`` are among ``join``, ``part``, ``quit``, ``nick``, ``kick``, ``action``,
+    ``away``, ``netsplit``; ``event`` is an Event.
     """
     unknown = set(kinds) - EVENT_KINDS
     if unknown or not kinds:

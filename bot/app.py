@@ -207,8 +207,8 @@ class App:
         return members.fold if members is not None else irc_lower
 
     def _on_event(self, kind: str, source: Source, target: str, args: list[str]) -> None:
-        """Joins, parts, quits, nick changes, kicks and actions from the transport, for
-        listeners."""
+        """Joins, parts, quits, nick changes, kicks, actions, away changes and netsplits
+        from the transport, for listeners."""
         if kind != "kick" and self.ignores.match(source) is not None:
             return  # what an ignored user does reaches no listener
         if kind == "ctcp":
@@ -219,8 +219,12 @@ class App:
         elif kind == "action":
             channel = None if self.fold()(target) == self.fold()(self.nick) else target
             nick, text = source.nick, " ".join(args)
-        elif kind == "nick":
+        elif kind in ("nick", "away"):  # the new nick; the away reason ("": back)
             nick, channel, text = source.nick, None, target
+        elif kind == "netsplit":  # servers, then who left with them
+            servers, nicks = (args[0] if args else ""), tuple(args[1:])
+            self.dispatcher.handle_event(Event(kind, "", None, servers, nicks))
+            return
         elif kind == "quit":
             nick, channel, text = source.nick, None, " ".join(args)
         else:

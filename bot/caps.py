@@ -32,6 +32,8 @@ WANTED_CAPS = {
     "cap-notify",  # CAP NEW / DEL while connected
     "echo-message",  # our own messages come back: never answered (bot.connection)
     "chghost",  # a host change is one CHGHOST, not a fake QUIT and JOIN
+    "batch",  # a netsplit's quits come as one batch: one "netsplit" event
+    "away-notify",  # who goes away and comes back, as "away" events
 }
 SASL_CHUNK = 400  # AUTHENTICATE payloads are sent in pieces of this many bytes
 SASL_MAX_IN = 8192  # a longer message from the server fails the login

@@ -72,6 +72,26 @@ class ConnectionSettings:
     regain_nick_every: float = 30.0
 
 
+MAX_BATCHES = 32  # open at once; a server opening more is not followed
+MAX_BATCH_NICKS = 10_000  # nicks one netsplit event names
+
+
+@dataclass
+class Batch:
+    """An open IRCv3 BATCH: its type, its parameters, and (netsplit) who quit in it."""
+
+    kind: str
+    params: list[str]
+    nicks: list[str] = field(default_factory=list)
+
+
+def _tag(event: Any, key: str) -> str | None:
+    for tag in event.tags or ():
+        if tag["key"] == key:
+            return tag["value"]  # type: ignore[no-any-return]
+    return None
+
+
 @dataclass
 class Backoff:
     """Exponential reconnect delays with jitter: about 1, 2, 4, then 5 seconds at most."""
@@ -125,6 +145,7 @@ class Connection:
         self._generation = 0  # counts connects, so timers of an old connection can tell
         self._rejoin_pending: set[str] = set()  # irc-lowercased channels with a rejoin timer
         self._whox = False  # the server supports WHO %tna (ISUPPORT WHOX)
+        self._batches: dict[str, Batch] = {}  # open BATCHes by reference
         self.accounts: dict[str, str | None] = {}  # lowercased nick -> account, tracked
         self.members = Channels()  # who is in our channels, with their modes
         self.negotiation = CapNegotiation(self.send_now, self._disconnect, self.registered)
@@ -296,6 +317,7 @@ class Connection:
         )
         self._whox = False
         self.userhost, self.line_length = "", IRC_LINE  # learned again from this server
+        self._batches = {}
         self.server.max_line = IRC_LINE
         self.accounts = {}
         self.joined = set()
@@ -386,6 +408,8 @@ class Connection:
         add("kick", self._on_kick, -20)
         add("quit", self._on_quit, -20)
         add("chghost", self._on_chghost, -20)
+        add("batch", self._on_batch, -20)
+        add("away", self._on_away, -20)
         add("namreply", self._on_names, -20)
         add("mode", self._on_mode, -20)
         add("disconnect", self._on_disconnect, -20)
@@ -597,7 +621,29 @@ class Connection:
     def _on_quit(self, conn: Any, event: Any) -> None:
         self.accounts.pop(self._fold(event.source.nick), None)
         self.members.quit(event.source.nick)
+        split = self._batches.get(_tag(event, "batch") or "")
+        if split is not None and split.kind == "netsplit":
+            if len(split.nicks) < MAX_BATCH_NICKS:
+                split.nicks.append(event.source.nick)
+            return  # told once, when the batch ends
         self._emit("quit", event)
+
+    def _on_batch(self, conn: Any, event: Any) -> None:
+        """``BATCH +id netsplit hub leaf`` ... ``BATCH -id``: a netsplit is one event."""
+        ref = event.target or ""
+        if ref.startswith("+") and len(self._batches) < MAX_BATCHES:
+            kind = event.arguments[0].lower() if event.arguments else ""
+            self._batches[ref[1:]] = Batch(kind, list(event.arguments[1:]))
+        elif ref.startswith("-"):
+            batch = self._batches.pop(ref[1:], None)
+            if batch is not None and batch.kind == "netsplit" and batch.nicks:
+                servers = " ".join(batch.params)
+                self.on_event("netsplit", Source(""), "", [servers, *batch.nicks])
+
+    def _on_away(self, conn: Any, event: Any) -> None:
+        """away-notify: ``AWAY :reason`` (gone) or ``AWAY`` (back)."""
+        if event.source is not None and not self._is_me(event.source.nick):
+            self._emit("away", event)
 
     def _on_names(self, conn: Any, event: Any) -> None:
         """RPL_NAMREPLY: ``= #channel :@op +voiced plain`` (all prefixes with multi-prefix)."""

@@ -336,10 +336,12 @@ class CommandBot:
         channel: str | _Default | None = BOT_CHANNEL,
         text: str = "",
         by: str = "op",
+        nicks: tuple[str, ...] = (),
         timeout: float = 10.0,
     ) -> list[str]:
         """Someone joins, parts, quits, changes nick (``text`` is the new nick), is kicked,
-        or does an action (``/me TEXT``).
+        does an action (``/me TEXT``) or goes away (``text``: the reason, ``""``: back);
+        or a netsplit (``text``: the servers) takes ``nicks``.
 
         ``nick`` is who it happens to; for ``kick``, ``by`` is who kicks. Runs
         the ``@on_event`` listeners like the IRC connection would; returns what they sent.
@@ -355,6 +357,10 @@ class CommandBot:
             target, args = "", [text] if text else []
         elif kind == "action":  # /me TEXT, in the channel or (channel=None) to the bot
             target, args = where or self.nick, [text]
+        elif kind == "away":  # text: the reason; "" means back
+            target, args = text, []
+        elif kind == "netsplit":  # text: the two servers; nicks: who left with them
+            target, args = "", [text, *nicks]
         else:
             target, args = where or "", [text] if text else []
         on_event = self.transport.on_event

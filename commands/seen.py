@@ -9,6 +9,7 @@ from bot.api import CommandError, Context, Event, command, on_event, on_message
 from ._common import ago, clip, irc_lower, is_nick, now
 
 MAX_TEXT = 200
+MAX_SPLIT = 2000  # nicks of one netsplit recorded at most
 
 
 def record(ctx: Context, nick: str, **what: str | None) -> None:
@@ -22,11 +23,15 @@ def heard(ctx: Context, match: re.Match[str]) -> None:
     record(ctx, ctx.nick, kind="say", channel=ctx.channel, text=clip(match.string, MAX_TEXT))
 
 
-@on_event("join", "part", "quit", "nick", "kick", "action")
+@on_event("join", "part", "quit", "nick", "kick", "action", "away", "netsplit")
 def event(ctx: Context, event: Event) -> None:
     text = clip(event.text, MAX_TEXT)
     if event.kind == "action" and event.channel is None:
         return  # private actions stay private too
+    if event.kind == "netsplit":  # one event for everyone the split took
+        for nick in event.nicks[:MAX_SPLIT]:
+            record(ctx, nick, kind="quit", channel=None, text=f"netsplit: {text}")
+        return
     if event.kind == "nick":
         record(ctx, event.nick, kind="nick", channel=None, text=event.text)
         record(ctx, event.text, kind="renamed", channel=None, text=event.nick)
@@ -40,6 +45,8 @@ def describe(entry: dict[str, str]) -> str:
     reason = f" ({text})" if text else ""
     if kind == "say":
         return f"{where}, saying: {text}"
+    if kind == "away":
+        return f", going away{reason}" if text else ", coming back"
     if kind == "action":
         return f"{where}, doing: * {entry.get('nick')} {text}"
     if kind == "join":

@@ -107,3 +107,15 @@ def test_actions_are_seen_in_channels_only(load_command: LoadCommand) -> None:
     ]
     bot.event("action", nick="carol", channel=None, text="whispers")
     assert bot.say("!seen carol") == ["I haven't seen carol."]
+
+
+def test_away_and_netsplits_are_seen(load_command: LoadCommand) -> None:
+    bot = load_command(COMMANDS / "seen.py")
+    bot.event("away", nick="bob", text="lunch")
+    assert bot.say("!seen bob") == ["bob was last seen just now, going away (lunch)"]
+    bot.event("away", nick="bob")
+    assert bot.say("!seen bob") == ["bob was last seen just now, coming back"]
+    bot.event("netsplit", text="hub.example leaf.example", nicks=("carol", "dave"))
+    assert bot.say("!seen dave") == [
+        "dave was last seen just now, quitting (netsplit: hub.example leaf.example)"
+    ]

@@ -243,6 +243,52 @@ def test_capabilities_offered_and_withdrawn_while_connected(tmp_path: Path) -> N
         assert_alive(session, "after-cap-del")
 
 
+EVENTS = '''
+from bot.api import command, on_event
+
+SEEN = []
+
+
+@on_event("quit", "netsplit", "away")
+def heard(ctx, event):
+    SEEN.append((event.kind, event.nick, event.text, event.nicks))
+
+
+@command
+def echo(ctx, args):
+    """echo TEXT -- TEXT"""
+    return args
+'''
+
+
+def test_a_netsplit_batch_is_one_event_and_away_notify_is_heard(tmp_path: Path) -> None:
+    script = Script(cap_ls=["batch away-notify"])
+    with (
+        FakeServer(script) as server,
+        running_app(tmp_path, server.port, commands={"events.py": EVENTS}) as app,
+    ):
+        session = server.wait_registered(timeout=3)
+        wait_until(lambda: {"batch", "away-notify"} <= app.connection.caps, what="the caps")
+        session.send(":fake.test BATCH +sp1 netsplit hub.example leaf.example")
+        for nick in ("ann", "ben", "cat"):
+            session.send(f"@batch=sp1 :{nick}!u@h.example QUIT :hub.example leaf.example")
+        session.send(":fake.test BATCH -sp1")
+        session.send(":solo!u@h.example QUIT :bye")  # not in a batch: a quit of its own
+        session.send(":dan!u@h.example AWAY :lunch")
+        session.send(":dan!u@h.example AWAY")
+        seen = app.registry.modules["events"].module.SEEN
+        wait_until(lambda: len(seen) >= 4, what="four events")
+        settle(app, session)  # and no more than those
+        assert sorted(seen) == sorted(
+            [
+                ("netsplit", "", "hub.example leaf.example", ("ann", "ben", "cat")),
+                ("quit", "solo", "bye", ()),
+                ("away", "dan", "lunch", ()),
+                ("away", "dan", "", ()),
+            ]
+        )
+
+
 def test_our_own_echoed_lines_are_never_answered(tmp_path: Path) -> None:
     script = Script(cap_ls=["echo-message"])
     with FakeServer(script) as server, running_app(tmp_path, server.port) as app:
