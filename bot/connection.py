@@ -32,6 +32,7 @@ from typing import Any
 
 import irc.client
 
+from bot.accounts import Accounts
 from bot.caps import CapNegotiation, SaslLogin
 from bot.casemap import irc_lower
 from bot.channels import Channels
@@ -41,7 +42,6 @@ from bot.reactor import GuardedConnection, WakeableReactor
 
 log = logging.getLogger(__name__)
 
-WHOX_TOKEN = "42"  # marks replies to our own WHOX queries
 MAX_SLEEP = 0.5  # longest one wait of the loop in select(), whatever is (not) due
 
 
@@ -93,6 +93,21 @@ def _tag(event: Any, key: str) -> str | None:
 
 
 @dataclass
+class Session:
+    """What one connection has learned; a fresh one on each connect, so nothing of an
+    old connection (its host, its channels, a half-read batch) leaks into the next."""
+
+    generation: int = 0  # counts connects, so timers of an old connection can tell
+    joined: set[str] = field(default_factory=set)  # irc-lowercased channels we are in
+    userhost: str = ""  # ours, as the server shows it (welcome, JOIN echo, CHGHOST)
+    line_length: int = IRC_LINE  # ISUPPORT LINELEN, if the server says more
+    batches: dict[str, Batch] = field(default_factory=dict)  # open BATCHes by reference
+    nick_attempt: int = 0  # which of our nicks registration is trying
+    last_rx: float = field(default_factory=time.monotonic)  # when the server last spoke
+    ping_sent_at: float | None = None  # our unanswered PING, if any
+
+
+@dataclass
 class Backoff:
     """Exponential reconnect delays with jitter: about 1, 2, 4, then 5 seconds at most."""
 
@@ -130,26 +145,31 @@ class Connection:
         self.reactor = WakeableReactor()
         self.server: GuardedConnection = self.reactor.server()
         self.registered = threading.Event()
+        self.session = Session()  # what this connection has learned; fresh on each connect
         self.nick = settings.nicks[0]
-        self.joined: set[str] = set()  # irc-lowercased channel names we are in
-        self.userhost = ""  # ours, as the server shows it (welcome, JOIN echo, CHGHOST)
-        self.line_length = IRC_LINE  # ISUPPORT LINELEN, if the server says more
         self.connects = 0  # successful registrations, for tests and !modules
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = itertools.count()
-        self._last_rx = time.monotonic()
-        self._ping_sent_at: float | None = None  # our unanswered PING, if any
-        self._nick_attempt = 0
-        self._generation = 0  # counts connects, so timers of an old connection can tell
         self._rejoin_pending: set[str] = set()  # irc-lowercased channels with a rejoin timer
-        self._whox = False  # the server supports WHO %tna (ISUPPORT WHOX)
-        self._batches: dict[str, Batch] = {}  # open BATCHes by reference
-        self.accounts: dict[str, str | None] = {}  # lowercased nick -> account, tracked
+        self.accounts = Accounts(self._fold)  # without account-tag: who is logged in as whom
         self.members = Channels()  # who is in our channels, with their modes
         self.negotiation = CapNegotiation(self.send_now, self._disconnect, self.registered)
         self._install_handlers()
+
+    @property
+    def joined(self) -> set[str]:
+        """The channels we are in (irc-lowercased), on this connection."""
+        return self.session.joined
+
+    @property
+    def userhost(self) -> str:
+        return self.session.userhost
+
+    @property
+    def line_length(self) -> int:
+        return self.session.line_length
 
     @property
     def caps(self) -> set[str]:
@@ -311,16 +331,12 @@ class Connection:
         if self._stopping:
             return
         s = self.settings
-        self._nick_attempt = 0
+        self.session = Session(generation=self.session.generation + 1)
         self.negotiation.start(
             SaslLogin(s.sasl_mechanism, s.sasl_account, s.sasl_password, s.sasl_required)
         )
-        self._whox = False
-        self.userhost, self.line_length = "", IRC_LINE  # learned again from this server
-        self._batches = {}
         self.server.max_line = IRC_LINE
-        self.accounts = {}
-        self.joined = set()
+        self.accounts.reset()
         self.members.clear()
         log.info("connecting to %s:%d%s", s.host, s.port, " (TLS)" if s.tls else "")
         try:
@@ -337,12 +353,10 @@ class Connection:
             log.warning("could not connect to %s:%d: %s", s.host, s.port, exc)
             self._schedule_reconnect()
             return
-        self._last_rx = time.monotonic()
-        self._ping_sent_at = None
+        self.session.last_rx = time.monotonic()
         self.nick = s.nicks[0]
         # A server that ignores CAP must not stall registration.
-        self._generation += 1
-        generation = self._generation
+        generation = self.session.generation
         self.after(s.cap_timeout, lambda: self._cap_give_up(generation))
 
     def _schedule_reconnect(self) -> None:
@@ -370,14 +384,14 @@ class Connection:
             return
         now = time.monotonic()
         s = self.settings
-        if self._ping_sent_at is not None:
-            if now - self._ping_sent_at > s.ping_timeout:
-                idle = now - self._last_rx
+        if self.session.ping_sent_at is not None:
+            if now - self.session.ping_sent_at > s.ping_timeout:
+                idle = now - self.session.last_rx
                 log.warning("no data from the server for %.0f s; reconnecting", idle)
                 self.server.disconnect("Ping timeout")
-        elif now - self._last_rx > s.ping_interval:
+        elif now - self.session.last_rx > s.ping_interval:
             self.send_now(f"PING :{int(time.time())}")
-            self._ping_sent_at = now
+            self.session.ping_sent_at = now
 
     # -- event handlers ---------------------------------------------------------
 
@@ -419,11 +433,11 @@ class Connection:
         add("ctcp", self._on_ctcp, 0)
 
     def _on_raw(self, conn: Any, event: Any) -> None:
-        self._last_rx = time.monotonic()
-        self._ping_sent_at = None
+        self.session.last_rx = time.monotonic()
+        self.session.ping_sent_at = None
 
     def _cap_give_up(self, generation: int) -> None:
-        if generation == self._generation and self.server.is_connected():
+        if generation == self.session.generation and self.server.is_connected():
             # (an earlier connection's timer does nothing)
             self.negotiation.give_up(self.settings.cap_timeout)
 
@@ -435,7 +449,7 @@ class Connection:
         # "Welcome to the ... Network nick!user@host": most servers say who we are here
         last = event.arguments[-1].split()[-1] if event.arguments else ""
         if last.startswith(f"{self.nick}!") and "@" in last:
-            self.userhost = last.split("!", 1)[1]
+            self.session.userhost = last.split("!", 1)[1]
         self.registered.set()
         self.connects += 1
         self.backoff.reset()
@@ -447,10 +461,10 @@ class Connection:
         if self.registered.is_set():
             log.info("nick change refused: %s", " ".join(event.arguments))
             return
-        self._nick_attempt += 1
+        self.session.nick_attempt += 1
         nicks = self.settings.nicks
-        if self._nick_attempt < len(nicks):
-            candidate = nicks[self._nick_attempt]
+        if self.session.nick_attempt < len(nicks):
+            candidate = nicks[self.session.nick_attempt]
         else:
             candidate = f"{nicks[0][:12]}{random.randint(100, 999)}"
         log.warning("nick %s is unavailable; trying %s", self.nick, candidate)
@@ -470,43 +484,31 @@ class Connection:
         old = self._fold(event.source.nick)
         if old == self._fold(self.nick):
             self.nick = event.target
-        if old in self.accounts:
-            self.accounts[self._fold(event.target)] = self.accounts.pop(old)
+        self.accounts.renamed(event.source.nick, event.target)
         self.members.renamed(event.source.nick, event.target)
         self._emit("nick", event)
 
     def _on_account(self, conn: Any, event: Any) -> None:
         """account-notify: someone logged in (ACCOUNT name) or out (ACCOUNT *)."""
-        account = event.target
-        self.accounts[self._fold(event.source.nick)] = None if account in ("*", None) else account
+        self.accounts.logged(event.source.nick, event.target)
 
     def _on_isupport(self, conn: Any, event: Any) -> None:
         self.members.isupport(event.arguments)
         for token in event.arguments:
             name, _, value = token.partition("=")
             if name == "LINELEN" and value.isdigit():
-                self.line_length = max(IRC_LINE, min(int(value), 16384))
-                self.server.max_line = self.line_length
+                self.session.line_length = max(IRC_LINE, min(int(value), 16384))
+                self.server.max_line = self.session.line_length
         # The library's FeatureSet drops value-less tokens such as WHOX.
         if any(a == "WHOX" or a.startswith("WHOX=") for a in event.arguments):
-            self._whox = True
+            self.accounts.whox = True
 
     def _on_whox(self, conn: Any, event: Any) -> None:
-        """WHOX reply to our ``WHO #chan %tna,42``: ``42 nick account`` (0: none)."""
-        args = event.arguments
-        if len(args) == 3 and args[0] == WHOX_TOKEN:
-            nick, account = args[1], args[2]
-            self.accounts[self._fold(nick)] = None if account in ("0", "*") else account
+        self.accounts.whox_reply(list(event.arguments))
 
     def _account_of(self, nick: str, tags: dict[str, str | None]) -> str | None:
-        """The services account behind a message, or None.
-
-        With account-tag the tag is authoritative: no tag means not logged in.
-        Otherwise fall back to what extended-join and account-notify told us.
-        """
-        if "account-tag" in self.caps:
-            return tags.get("account") or None
-        return self.accounts.get(self._fold(nick))
+        """The services account behind a message, or None."""
+        return self.accounts.of(nick, tags, tagged="account-tag" in self.caps)
 
     def _fold(self, nick: str) -> str:
         """``nick`` as the server compares nicks (its CASEMAPPING, once it said it)."""
@@ -517,23 +519,22 @@ class Connection:
 
     def _on_join(self, conn: Any, event: Any) -> None:
         if "extended-join" in self.caps and event.arguments:
-            account = event.arguments[0]
-            self.accounts[self._fold(event.source.nick)] = None if account == "*" else account
+            self.accounts.logged(event.source.nick, event.arguments[0])
         if self._is_me(event.source.nick):
-            self.joined.add(irc_lower(event.target))
-            if "account-tag" not in self.caps and self._whox:
+            self.session.joined.add(irc_lower(event.target))
+            if "account-tag" not in self.caps and self.accounts.whox:
                 # Learn the accounts of who is already there; joins and account-notify
                 # keep the map current afterwards.
-                self.send_now(f"WHO {event.target} %tna,{WHOX_TOKEN}")
+                self.send_now(self.accounts.whox_query(event.target))
             source = event.source
-            self.userhost = f"{source.user}@{source.host}"
+            self.session.userhost = f"{source.user}@{source.host}"
             log.info("joined %s", event.target)
         self.members.joined(event.target, event.source.nick)
         self._emit("join", event)
 
     def _on_part(self, conn: Any, event: Any) -> None:
         if self._is_me(event.source.nick):
-            self.joined.discard(irc_lower(event.target))
+            self.session.joined.discard(irc_lower(event.target))
             log.info("left %s", event.target)
         self.members.left(event.target, event.source.nick, me=self._is_me(event.source.nick))
         self._forget_account(event.source.nick)
@@ -542,7 +543,7 @@ class Connection:
     def _on_kick(self, conn: Any, event: Any) -> None:
         if event.arguments and self._is_me(event.arguments[0]):
             channel = event.target
-            self.joined.discard(irc_lower(channel))
+            self.session.joined.discard(irc_lower(channel))
             log.warning("kicked from %s by %s", channel, event.source.nick)
             if self._wanted(channel):
                 self._schedule_rejoin(channel, self.settings.rejoin_delay)
@@ -553,19 +554,8 @@ class Connection:
         self._emit("kick", event)
 
     def _forget_account(self, nick: str) -> None:
-        """Someone left a channel (or we did): stop trusting what we knew of their account.
-
-        Without account-tag, accounts come from extended-join and account-notify,
-        which only reach us while we share a channel. Once they have left, a
-        logout or a nick change goes unseen, and an impostor could take the nick
-        and inherit the account. Forgetting errs on the safe side: the account
-        is learned again from their next JOIN or ACCOUNT. When we leave a
-        channel, we forget everyone.
-        """
-        if self._is_me(nick):
-            self.accounts.clear()
-        else:
-            self.accounts.pop(self._fold(nick), None)
+        """Someone left a channel (or we did, and then we forget everyone)."""
+        self.accounts.forget(nick, everyone=self._is_me(nick))
 
     def _join(self, channel: str) -> None:
         key = self.settings.channel_keys.get(irc_lower(channel))
@@ -589,7 +579,7 @@ class Connection:
 
     def _rejoin(self, channel: str) -> None:
         wanted = self.registered.is_set() and self._wanted(channel)
-        if wanted and irc_lower(channel) not in self.joined:
+        if wanted and irc_lower(channel) not in self.session.joined:
             self._join(channel)
 
     def _on_cannot_join(self, conn: Any, event: Any) -> None:
@@ -616,12 +606,12 @@ class Connection:
             user = event.target or ""
             host = event.arguments[0] if event.arguments else ""
             if user and host:
-                self.userhost = f"{user}@{host}"
+                self.session.userhost = f"{user}@{host}"
 
     def _on_quit(self, conn: Any, event: Any) -> None:
-        self.accounts.pop(self._fold(event.source.nick), None)
+        self.accounts.forget(event.source.nick)
         self.members.quit(event.source.nick)
-        split = self._batches.get(_tag(event, "batch") or "")
+        split = self.session.batches.get(_tag(event, "batch") or "")
         if split is not None and split.kind == "netsplit":
             if len(split.nicks) < MAX_BATCH_NICKS:
                 split.nicks.append(event.source.nick)
@@ -631,11 +621,11 @@ class Connection:
     def _on_batch(self, conn: Any, event: Any) -> None:
         """``BATCH +id netsplit hub leaf`` ... ``BATCH -id``: a netsplit is one event."""
         ref = event.target or ""
-        if ref.startswith("+") and len(self._batches) < MAX_BATCHES:
+        if ref.startswith("+") and len(self.session.batches) < MAX_BATCHES:
             kind = event.arguments[0].lower() if event.arguments else ""
-            self._batches[ref[1:]] = Batch(kind, list(event.arguments[1:]))
+            self.session.batches[ref[1:]] = Batch(kind, list(event.arguments[1:]))
         elif ref.startswith("-"):
-            batch = self._batches.pop(ref[1:], None)
+            batch = self.session.batches.pop(ref[1:], None)
             if batch is not None and batch.kind == "netsplit" and batch.nicks:
                 servers = " ".join(batch.params)
                 self.on_event("netsplit", Source(""), "", [servers, *batch.nicks])
@@ -656,7 +646,7 @@ class Connection:
     def _on_disconnect(self, conn: Any, event: Any) -> None:
         was_registered = self.registered.is_set()
         self.registered.clear()
-        self.joined = set()
+        self.session.joined = set()
         reason = event.arguments[0] if event.arguments else ""
         if self._stopping:
             return
@@ -717,4 +707,4 @@ class Connection:
 
     def source_length(self) -> int:
         """Length of ``nick!user@host`` the server prepends to what we send."""
-        return source_length(self.nick, self.userhost)
+        return source_length(self.nick, self.session.userhost)
