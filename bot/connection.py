@@ -19,8 +19,6 @@ files.
 from __future__ import annotations
 
 import contextlib
-import heapq
-import itertools
 import logging
 import random
 import socket
@@ -39,6 +37,7 @@ from bot.channels import Channels
 from bot.message import Message, Source
 from bot.outbox import IRC_LINE, Outbox, source_length
 from bot.reactor import GuardedConnection, WakeableReactor
+from bot.timers import TimerHeap
 
 log = logging.getLogger(__name__)
 
@@ -150,8 +149,7 @@ class Connection:
         self.connects = 0  # successful registrations, for tests and !modules
         self._stopping = False
         self._thread: threading.Thread | None = None
-        self._timers: list[tuple[float, int, Callable[[], None]]] = []
-        self._seq = itertools.count()
+        self._timers = TimerHeap()  # monotonic; the connection thread's only
         self._rejoin_pending: set[str] = set()  # irc-lowercased channels with a rejoin timer
         self.accounts = Accounts(self._fold)  # without account-tag: who is logged in as whom
         self.members = Channels()  # who is in our channels, with their modes
@@ -192,13 +190,11 @@ class Connection:
 
     def call_later(self, delay: float, fn: Callable[[], None]) -> None:
         """Run ``fn`` on the connection thread after ``delay`` seconds; safe from any thread."""
-        entry = (time.monotonic() + delay, next(self._seq), fn)
+        due = time.monotonic() + delay
         # The loop never sleeps longer than MAX_SLEEP, so a timer due later than two
         # sleeps from now is on its heap in time without waking the loop: a command's
         # timeout check then costs the busy loop no extra wake-up per command.
-        self.reactor.call_soon(
-            lambda: heapq.heappush(self._timers, entry), wake=delay < 2 * MAX_SLEEP
-        )
+        self.reactor.call_soon(lambda: self._timers.add_at(due, fn), wake=delay < 2 * MAX_SLEEP)
 
     def stop(self, message: str = "Shutting down") -> None:
         """Ask the loop to send QUIT and return; safe from any thread or signal handler."""
@@ -252,9 +248,7 @@ class Connection:
         self.reactor.close()
 
     def _next_timeout(self) -> float:
-        timeout = MAX_SLEEP
-        if self._timers:
-            timeout = min(timeout, max(0.0, self._timers[0][0] - time.monotonic()))
+        timeout = self._timers.wait_time(MAX_SLEEP)
         if self.registered.is_set():
             _, delay = self._peek_outbox_delay()
             if delay is not None:
@@ -269,7 +263,7 @@ class Connection:
 
     def after(self, delay: float, fn: Callable[[], None]) -> None:
         """Run ``fn`` on this thread after ``delay`` seconds (connection thread only)."""
-        heapq.heappush(self._timers, (time.monotonic() + delay, next(self._seq), fn))
+        self._timers.add(delay, fn)
 
     def every(self, interval: float, fn: Callable[[], None]) -> None:
         def tick() -> None:
@@ -281,9 +275,9 @@ class Connection:
         self.after(interval, tick)
 
     def _run_timers(self) -> None:
-        now = time.monotonic()
-        while self._timers and self._timers[0][0] <= now:
-            _, _, fn = heapq.heappop(self._timers)
+        now = time.monotonic()  # what a timer adds for "now" waits for the next pass
+        while (due := self._timers.pop_due(now)) is not None:
+            fn = due[1]
             try:
                 fn()
             except Exception:

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import getpass
-import heapq
-import itertools
 import logging
 import os
 import re
@@ -47,6 +45,7 @@ from bot.config import Config, RateLimit, ServerConfig
 from bot.connection import ConnectionSettings
 from bot.message import Message, Source
 from bot.outbox import Outbox, source_length
+from bot.timers import TimerHeap
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +138,7 @@ class ConsoleTransport:
         self.ready = threading.Event()  # set once run() serves (modules are loaded by then)
         self._cond = threading.Condition()
         self._calls: deque[Callable[[], None]] = deque()
-        self._timers: list[tuple[float, int, Callable[[], None]]] = []
-        self._seq = itertools.count()
+        self._timers = TimerHeap(lambda: self.clock())
         self._woken = False
         self._busy = False
         self._stopping = False
@@ -196,7 +194,7 @@ class ConsoleTransport:
 
     def call_later(self, delay: float, fn: Callable[[], None]) -> None:
         with self._cond:
-            heapq.heappush(self._timers, (self.clock() + delay, next(self._seq), fn))
+            self._timers.add(delay, fn)
             self._cond.notify_all()
 
     def set_channels(self, channels: tuple[str, ...]) -> None:
@@ -227,10 +225,10 @@ class ConsoleTransport:
     def _run_timers(self) -> None:
         while True:
             with self._cond:
-                if not self._timers or self._timers[0][0] > self.clock():
-                    return
-                _, _, fn = heapq.heappop(self._timers)
-            _guarded(fn)
+                due = self._timers.pop_due()
+            if due is None:
+                return
+            _guarded(due[1])
 
     def _flush(self) -> None:
         lines, _ = self.outbox.take()
@@ -238,9 +236,8 @@ class ConsoleTransport:
             self.output(*parse_outgoing(line))
 
     def _next_timeout(self) -> float:
-        timeout = 0.5
-        if self._timers:
-            timeout = min(timeout, max(0.0, self._timers[0][0] - self.clock()))
+        with self._cond:
+            timeout = self._timers.wait_time(0.5)
         if self.outbox.pending():
             timeout = min(timeout, self.outbox.bucket.wait_time())
         return timeout

@@ -28,7 +28,6 @@ in ``setup``, the command timeout) run when the test calls ``advance()``.
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import os
 import shutil
@@ -104,8 +103,9 @@ class FakeTransport:
         self.now = 0.0
         self.stopped: str | None = None
         self.reconnects: list[str] = []
-        self._timers: list[tuple[float, int, Callable[[], None]]] = []
-        self._seq = itertools.count()
+        from bot.timers import TimerHeap  # (stdlib only, but the plugin imports lazily)
+
+        self._timers = TimerHeap(lambda: self.now)
         self._changed = threading.Condition()
 
     def run(self) -> None:
@@ -119,7 +119,7 @@ class FakeTransport:
 
     def call_later(self, delay: float, fn: Callable[[], None]) -> None:
         with self._changed:
-            heapq.heappush(self._timers, (self.now + max(0.0, delay), next(self._seq), fn))
+            self._timers.add(delay, fn)
             self._changed.notify_all()
 
     def set_channels(self, channels: tuple[str, ...]) -> None:
@@ -142,9 +142,10 @@ class FakeTransport:
     def pop_due(self, until: float) -> Callable[[], None] | None:
         """The next callback due at or before ``until``, moving the clock to its due time."""
         with self._changed:
-            if not self._timers or self._timers[0][0] > until:
+            popped = self._timers.pop_due(until)
+            if popped is None:
                 return None
-            due, _, fn = heapq.heappop(self._timers)
+            due, fn = popped
             self.now = max(self.now, due)
             return fn
 
