@@ -295,7 +295,7 @@ class Connection:
             return  # replies wait in the outbox until we are registered again
         lines, _ = self.outbox.take()
         for line in lines:
-            self.server.send_raw(line)
+            self.server.send_raw(line.raw)
 
     # -- connecting -------------------------------------------------------------
 

@@ -70,18 +70,6 @@ def with_admin_rule(config: Config, rule: AdminRule = CONSOLE_RULE) -> Config:
     return replace(config, admins=(*config.admins, rule))
 
 
-def parse_outgoing(line: str) -> tuple[str, str, str]:
-    """Split an outbox line ``PRIVMSG #chan :text`` into (command, target, text).
-
-    An action (``PRIVMSG #chan :\x01ACTION waves\x01``) comes back as
-    ``("ACTION", "#chan", "waves")``."""
-    command, _, rest = line.partition(" ")
-    target, _, text = rest.partition(" :")
-    if command == "PRIVMSG" and text.startswith("\x01ACTION ") and text.endswith("\x01"):
-        return "ACTION", target, text[len("\x01ACTION ") : -1]
-    return command, target, text
-
-
 def default_config(commands_dir: Path) -> Config:
     """The config console mode uses when there is no config.yaml: ./commands, no state file."""
     return Config(
@@ -233,7 +221,7 @@ class ConsoleTransport:
     def _flush(self) -> None:
         lines, _ = self.outbox.take()
         for line in lines:
-            self.output(*parse_outgoing(line))
+            self.output("ACTION" if line.ctcp == "ACTION" else line.command, line.target, line.text)
 
     def _next_timeout(self) -> float:
         with self._cond:

@@ -22,6 +22,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
+from typing import NamedTuple
 
 from bot.casemap import irc_lower
 
@@ -34,6 +35,21 @@ log = logging.getLogger(__name__)
 
 _TARGET = re.compile(r"[^\x00-\x20,:][^\x00-\x20,]*")
 _BREAKS = re.compile(r"[\r\n\x00]+")
+
+
+class OutLine(NamedTuple):
+    """One message as queued, already split to fit; made a raw line only at the socket."""
+
+    command: str  # PRIVMSG or NOTICE
+    target: str
+    text: str  # as the reader sees it: without CTCP framing
+    ctcp: str | None = None  # ACTION, VERSION...: sent framed as that CTCP message
+
+    @property
+    def raw(self) -> str:
+        """The protocol line, without CRLF: ``PRIVMSG #c :text``."""
+        body = f"\x01{self.ctcp} {self.text}\x01" if self.ctcp else self.text
+        return f"{self.command} {self.target} :{body}"
 
 
 class OutboxError(ValueError):
@@ -146,17 +162,17 @@ class Outbox:
         self._line_length = line_length  # the server's LINELEN, or 512
         self._wake = wake
         self._lock = threading.Lock()
-        self._queues: OrderedDict[str, deque[str]] = OrderedDict()
-        self._urgent: deque[str] = deque()
+        self._queues: OrderedDict[str, deque[OutLine]] = OrderedDict()
+        self._urgent: deque[OutLine] = deque()
         self.dropped = 0  # lines that did not fit their target's queue, ever
 
     def lines(
         self, target: str, text: str, command: str = "PRIVMSG", *, ctcp: str | None = None
-    ) -> list[str]:
-        """``text`` as the raw lines it would be sent as (split to fit, CR/LF-safe).
+    ) -> list[OutLine]:
+        """``text`` as the lines it would be sent as (split to fit, CR/LF-safe).
 
         With ``ctcp`` (``ACTION``, ``VERSION``...), each line is framed as that CTCP
-        message: ``\x01ACTION text\x01``."""
+        message at the socket: ``\x01ACTION text\x01``."""
         if not valid_target(target):
             raise OutboxError(f"invalid reply target {target!r}")
         overhead = len(f":{'x' * self._source_length()} {command} {target} :\r\n".encode())
@@ -165,7 +181,7 @@ class Outbox:
         if ctcp:
             text = str(text).replace("\x01", "")  # nothing may end the frame early
         return [
-            f"{command} {target} :{head}{piece}{tail}"
+            OutLine(command, target, piece, ctcp)
             for line in sanitize_lines(str(text))
             for piece in split_utf8(line, budget)
         ]
@@ -185,7 +201,7 @@ class Outbox:
         lines = self.lines(target, text, command, ctcp=ctcp)
         return self.put_lines(target, lines, urgent=urgent)
 
-    def put_lines(self, target: str, lines: list[str], *, urgent: bool = False) -> int:
+    def put_lines(self, target: str, lines: list[OutLine], *, urgent: bool = False) -> int:
         if not lines:
             return 0
         with self._lock:
@@ -205,9 +221,9 @@ class Outbox:
         self._wake()
         return len(lines) - dropped
 
-    def take(self) -> tuple[list[str], float | None]:
+    def take(self) -> tuple[list[OutLine], float | None]:
         """Lines allowed out now, and seconds until the next one may go (None if empty)."""
-        out: list[str] = []
+        out: list[OutLine] = []
         with self._lock:
             while (self._urgent or self._queues) and self.bucket.take():
                 if self._urgent:
@@ -238,7 +254,7 @@ class Outbox:
             count = 0
             for name in [t for t in self._queues if irc_lower(t) == key]:
                 count += len(self._queues.pop(name))
-            kept = [line for line in self._urgent if irc_lower(line.split(" ", 2)[1]) != key]
+            kept = [line for line in self._urgent if irc_lower(line.target) != key]
             count += len(self._urgent) - len(kept)
             self._urgent = deque(kept)
             return count

@@ -476,17 +476,15 @@ class CommandBot:
             )
 
     def _drain(self) -> list[str]:
-        from bot.console import parse_outgoing
-
         texts: list[str] = []
         while True:
             lines, _ = self.app.outbox.take()
             if not lines:
                 return texts
             for line in lines:
-                command, target, text = parse_outgoing(line)
-                self.sent.append(Sent(target, text, command))
-                texts.append(text)
+                command = "ACTION" if line.ctcp == "ACTION" else line.command
+                self.sent.append(Sent(line.target, line.text, command))
+                texts.append(line.text)
 
 
 class LoadCommand(Protocol):

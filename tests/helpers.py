@@ -203,8 +203,8 @@ def replies(app: App) -> list[str]:
         if not lines:
             break
         for line in lines:
-            assert line.startswith("PRIVMSG "), line
-            out.append(line.split(" :", 1)[1])
+            assert line.command == "PRIVMSG" and line.ctcp is None, line
+            out.append(line.text)
     assert app.outbox.pending() == 0, "outbox rate limit held lines back"
     return out
 

@@ -68,11 +68,11 @@ def test_one_answer_per_user_every_2_s_and_10_a_minute_in_all(clock: Clock) -> N
 
 def test_an_action_is_framed_and_split_to_fit() -> None:
     outbox = Outbox(source_length=lambda: 40)
-    lines = outbox.lines("#c", "waves " + "x" * 600 + "\x01evil", ctcp="ACTION")
+    lines = [o.raw for o in outbox.lines("#c", "waves " + "x" * 600 + "\x01evil", ctcp="ACTION")]
     assert len(lines) == 2
     for line in lines:
         assert line.startswith("PRIVMSG #c :\x01ACTION ") and line.endswith("\x01")
         assert line.count("\x01") == 2  # nothing in the text ends the frame early
         assert len(f":{'x' * 40} {line}\r\n".encode()) <= 512
-    notice = outbox.lines("bob", "\x01VERSION\x01 hi", "NOTICE", ctcp="VERSION")
+    notice = [o.raw for o in outbox.lines("bob", "\x01VERSION\x01 hi", "NOTICE", ctcp="VERSION")]
     assert notice == ["NOTICE bob :\x01VERSION VERSION hi\x01"]
