@@ -63,7 +63,7 @@ class Transport(Protocol):
     def source_length(self) -> int: ...
 
 
-OnEvent = Callable[[str, Source, str, list[str]], None]
+OnEvent = Callable[[Event, Source], None]  # what happened, and who did it
 TransportFactory = Callable[[Config, Outbox, Callable[[Message], None], OnEvent], Transport]
 
 
@@ -206,34 +206,19 @@ class App:
         members = getattr(self.connection, "members", None)
         return members.fold if members is not None else irc_lower
 
-    def _on_event(self, kind: str, source: Source, target: str, args: list[str]) -> None:
+    def _on_event(self, event: Event, source: Source) -> None:
         """Joins, parts, quits, nick changes, kicks, actions, away changes and netsplits
-        from the transport, for listeners."""
-        if kind != "kick" and self.ignores.match(source) is not None:
-            return  # what an ignored user does reaches no listener
-        if kind == "ctcp":
-            self._answer_ctcp(source, args)
+        from the transport, for listeners; CTCP queries, to answer."""
+        if event.kind != "kick" and self.ignores.match(source) is not None:
+            return  # what an ignored user does reaches no listener (a kick is the op's)
+        if event.kind == "ctcp":
+            self._answer_ctcp(source, event.text)
             return
-        if kind == "kick":
-            nick, channel, text = (args[0] if args else ""), target, " ".join(args[1:])
-        elif kind == "action":
-            channel = None if self.fold()(target) == self.fold()(self.nick) else target
-            nick, text = source.nick, " ".join(args)
-        elif kind in ("nick", "away"):  # the new nick; the away reason ("": back)
-            nick, channel, text = source.nick, None, target
-        elif kind == "netsplit":  # servers, then who left with them
-            servers, nicks = (args[0] if args else ""), tuple(args[1:])
-            self.dispatcher.handle_event(Event(kind, "", None, servers, nicks))
-            return
-        elif kind == "quit":
-            nick, channel, text = source.nick, None, " ".join(args)
-        else:
-            nick, channel, text = source.nick, target, " ".join(args)
-        self.dispatcher.handle_event(Event(kind, nick, channel, text), source)
+        self.dispatcher.handle_event(event, source)
 
-    def _answer_ctcp(self, source: Source, args: list[str]) -> None:
-        query, arg = (args[0] if args else ""), " ".join(args[1:])
-        answer = self.ctcp.answer(self.config.ctcp, user_id(source, self.fold()), query, arg)
+    def _answer_ctcp(self, source: Source, query: str) -> None:
+        name, _, arg = query.partition(" ")
+        answer = self.ctcp.answer(self.config.ctcp, user_id(source, self.fold()), name, arg)
         if answer is None:
             return
         try:

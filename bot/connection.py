@@ -31,6 +31,7 @@ from typing import Any
 import irc.client
 
 from bot.accounts import Accounts
+from bot.api import Event
 from bot.caps import CapNegotiation, SaslLogin
 from bot.casemap import irc_lower
 from bot.channels import Channels
@@ -133,13 +134,13 @@ class Connection:
         outbox: Outbox,
         on_message: Callable[[Message], None],
         *,
-        on_event: Callable[[str, Source, str, list[str]], None] | None = None,
+        on_event: Callable[[Event, Source], None] | None = None,
         backoff: Backoff | None = None,
     ) -> None:
         self.settings = settings
         self.outbox = outbox
         self.on_message = on_message
-        self.on_event = on_event or (lambda kind, source, target, args: None)
+        self.on_event = on_event or (lambda event, source: None)
         self.backoff = backoff or Backoff()
         self.reactor = WakeableReactor()
         self.server: GuardedConnection = self.reactor.server()
@@ -622,7 +623,7 @@ class Connection:
             batch = self.session.batches.pop(ref[1:], None)
             if batch is not None and batch.kind == "netsplit" and batch.nicks:
                 servers = " ".join(batch.params)
-                self.on_event("netsplit", Source(""), "", [servers, *batch.nicks])
+                self.on_event(Event("netsplit", "", None, servers, tuple(batch.nicks)), Source(""))
 
     def _on_away(self, conn: Any, event: Any) -> None:
         """away-notify: ``AWAY :reason`` (gone) or ``AWAY`` (back)."""
@@ -690,6 +691,7 @@ class Connection:
             self._emit("ctcp", event)
 
     def _emit(self, kind: str, event: Any) -> None:
+        """Hand the app an IRC event as listeners get it, with who caused it."""
         source = event.source
         if source is None:
             who = Source("")
@@ -697,7 +699,22 @@ class Connection:
             tags = {t["key"]: t["value"] for t in (event.tags or [])}
             account = self._account_of(source.nick, tags)
             who = Source(source.nick, source.user or "", source.host or "", account)
-        self.on_event(kind, who, event.target or "", list(event.arguments))
+        self.on_event(self._shape(kind, who.nick, event.target or "", list(event.arguments)), who)
+
+    def _shape(self, kind: str, nick: str, target: str, args: list[str]) -> Event:
+        """The ``bot.api.Event`` of an IRC event (``ctcp``: a query for the app only)."""
+        if kind == "kick":  # KICK #c victim :reason, by ``nick``
+            return Event(kind, args[0] if args else "", target, " ".join(args[1:]))
+        if kind in ("nick", "away"):  # the new nick; the away reason ("": back)
+            return Event(kind, nick, None, target)
+        if kind in ("quit", "ctcp"):  # the quit message; the query and its argument
+            return Event(kind, nick, None, " ".join(args))
+        if kind == "action":  # in a channel, or to us in private
+            channel = None if self._is_me(target) else target
+            return Event(kind, nick, channel, " ".join(args))
+        if kind == "join":  # (extended-join's account and real name are not its text)
+            return Event(kind, nick, target)
+        return Event(kind, nick, target, " ".join(args))  # part: its message
 
     def source_length(self) -> int:
         """Length of ``nick!user@host`` the server prepends to what we send."""

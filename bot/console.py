@@ -39,6 +39,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, TextIO
 
+from bot.api import Event
 from bot.app import App, OnEvent
 from bot.auth import AdminRule, is_admin, parse_admin_rule
 from bot.config import Config, RateLimit, ServerConfig
@@ -137,9 +138,9 @@ class ConsoleTransport:
         """Deliver a message from the console user, as the IRC connection would."""
         self._call_soon(lambda: self.on_message(message))
 
-    def event(self, kind: str, source: Source, target: str, args: list[str]) -> None:
-        """Deliver a join/part/nick/quit/kick/action, as the IRC connection would."""
-        self._call_soon(lambda: self.on_event(kind, source, target, args))
+    def event(self, event: Event, source: Source) -> None:
+        """Deliver a join, nick change or action, as the IRC connection would."""
+        self._call_soon(lambda: self.on_event(event, source))
 
     def quiet(self) -> bool:
         """Nothing queued for the transport thread, and it is not busy handling anything."""
@@ -415,7 +416,7 @@ class Console:
                 self.screen.show("-- the bot could not start (see the errors above)")
                 return 1
             self._banner()
-            self.transport.event("join", self.source, self.channel, [])
+            self.transport.event(Event("join", self.nick, self.channel), self.source)
             self.wait_idle()
             self._loop()
             return 0
@@ -531,7 +532,7 @@ class Console:
         else:
             old = self.source
             self.nick = arg
-            self.transport.event("nick", old, arg, [])
+            self.transport.event(Event("nick", old.nick, None, arg), old)
             self.screen.show(f"-- you are now {self.source.mask}")
 
     def _msg(self, arg: str) -> None:
@@ -547,8 +548,8 @@ class Console:
         if not arg:
             self.screen.show("-- usage: /me TEXT")
             return
-        target = self.transport.nick if self.private else self.channel
-        self.transport.event("action", self.source, target, [arg])
+        channel = None if self.private else self.channel
+        self.transport.event(Event("action", self.nick, channel, arg), self.source)
 
     def _query(self, arg: str) -> None:
         self.private = True
@@ -563,7 +564,7 @@ class Console:
         self.channel, self.private = arg, False
         if arg.lower() not in self.joined:
             self.joined.add(arg.lower())
-            self.transport.event("join", self.source, arg, [])
+            self.transport.event(Event("join", self.nick, arg), self.source)
         self.screen.show(f"-- talking in {arg}")
 
     def _admin(self, arg: str) -> None:

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 import pytest
 
 if TYPE_CHECKING:  # imported lazily: the plugin loads in every pytest run of the venv
+    from bot.api import Event
     from bot.app import App, ReloadReport
     from bot.config import Config
     from bot.dispatch import Running
@@ -93,7 +94,7 @@ class FakeTransport:
         config: Config,
         outbox: Outbox,
         on_message: Callable[[Message], None],
-        on_event: Callable[[str, Source, str, list[str]], None],
+        on_event: Callable[[Event, Source], None],
     ) -> None:
         self.nick = config.nick
         self.channels = config.channels
@@ -347,25 +348,23 @@ class CommandBot:
         ``nick`` is who it happens to; for ``kick``, ``by`` is who kicks. Runs
         the ``@on_event`` listeners like the IRC connection would; returns what they sent.
         """
+        from bot.api import EVENT_KINDS, Event
+
+        if kind not in EVENT_KINDS:
+            raise ValueError(f"event kind {kind!r} is not one of {sorted(EVENT_KINDS)}")
         where = self.channel if isinstance(channel, _Default) else channel
-        source = self._source(nick, False)
-        if kind == "kick":
-            source = self._source(by, False)
-            target, args = where or "", [nick, text]
-        elif kind == "nick":
-            target, args = text, []
-        elif kind == "quit":
-            target, args = "", [text] if text else []
-        elif kind == "action":  # /me TEXT, in the channel or (channel=None) to the bot
-            target, args = where or self.nick, [text]
-        elif kind == "away":  # text: the reason; "" means back
-            target, args = text, []
-        elif kind == "netsplit":  # text: the two servers; nicks: who left with them
-            target, args = "", [text, *nicks]
-        else:
-            target, args = where or "", [text] if text else []
+        # the channel, for those that happen in one (an action: None means in private)
+        in_channel = kind in ("join", "part", "kick", "action")
+        event = Event(
+            kind,
+            "" if kind == "netsplit" else nick,
+            where if in_channel else None,
+            text,
+            tuple(nicks),
+        )
+        source = self._source(by if kind == "kick" else nick, False)
         on_event = self.transport.on_event
-        return self._step(lambda: on_event(kind, source, target, args), True, timeout, kind)
+        return self._step(lambda: on_event(event, source), True, timeout, kind)
 
     def advance(self, seconds: float, *, timeout: float = 10.0) -> list[str]:
         """Move the fake clock on, running every timer that falls due, in order.
