@@ -35,6 +35,8 @@ from bot.registry import Live, Registry
 from bot.reloader import Reloader, ReloadReport
 from bot.runner import CpuFollower
 from bot.storage import ModuleState, Storage
+from bot.sts import STATE_KEY as STS
+from bot.sts import StsPolicies
 
 if TYPE_CHECKING:
     from bot.watcher import DebouncedWatcher
@@ -121,6 +123,8 @@ class App:
         self.connection: Transport = transport(
             config, self.outbox, self.dispatcher.handle, self._on_event
         )
+        if isinstance(self.connection, Connection):  # STS policies outlive the process
+            self.connection.sts = StsPolicies(lambda: self.storage.state(STS))
         self._closed = False
         self._lock = threading.Lock()  # watchers and config changes vs. close()
         self.watching = threading.Event()  # set once the watchers run (tests wait for it)

@@ -89,8 +89,10 @@ class CapNegotiation:
         send: Callable[[str], None],
         disconnect: Callable[[str], None],
         registered: threading.Event,
+        on_sts: Callable[[str], bool] = lambda value: False,
     ) -> None:
         self._send, self._disconnect, self._registered = send, disconnect, registered
+        self._on_sts = on_sts  # True: the connection is leaving for TLS, stop here
         self.login = SaslLogin()
         self.caps: set[str] = set()  # enabled (ACKed) capabilities
         self.account: str | None = None  # our own services account, once logged in
@@ -144,6 +146,8 @@ class CapNegotiation:
                 self._acknowledged()
 
     def _request(self) -> None:
+        if "sts" in self._offered and self._on_sts(self._offered["sts"]):
+            return
         wanted = set(WANTED_CAPS & self._offered.keys())
         mechanism = self.login.mechanism
         if mechanism:

@@ -38,6 +38,7 @@ from bot.channels import Channels
 from bot.message import Message, Source
 from bot.outbox import IRC_LINE, Outbox, source_length
 from bot.reactor import GuardedConnection, WakeableReactor
+from bot.sts import StsPolicies, parse_offer
 from bot.timers import TimerHeap
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,8 @@ class Session:
     old connection (its host, its channels, a half-read batch) leaks into the next."""
 
     generation: int = 0  # counts connects, so timers of an old connection can tell
+    port: int = 0  # where this connection went
+    tls: bool = False  # whether it is encrypted
     joined: set[str] = field(default_factory=set)  # irc-lowercased channels we are in
     userhost: str = ""  # ours, as the server shows it (welcome, JOIN echo, CHGHOST)
     line_length: int = IRC_LINE  # ISUPPORT LINELEN, if the server says more
@@ -154,7 +157,11 @@ class Connection:
         self._rejoin_pending: set[str] = set()  # irc-lowercased channels with a rejoin timer
         self.accounts = Accounts(self._fold)  # without account-tag: who is logged in as whom
         self.members = Channels()  # who is in our channels, with their modes
-        self.negotiation = CapNegotiation(self.send_now, self._disconnect, self.registered)
+        self.negotiation = CapNegotiation(
+            self.send_now, self._disconnect, self.registered, on_sts=self._on_sts
+        )
+        self.sts = StsPolicies()  # the app gives it the state database
+        self._sts_upgrade: int | None = None  # the TLS port a plain server just asked for
         self._install_handlers()
 
     @property
@@ -303,11 +310,12 @@ class Connection:
     def _open_socket(self, address: tuple[str, int]) -> socket.socket:
         s = self.settings
         sock = socket.create_connection(address, timeout=s.connect_timeout)
+        tls = self.session.tls
         # IRC is many small writes (CAP, NICK, USER; one line per reply). With Nagle's
         # algorithm on, each write after the first waits for the server's ACK, which a
         # delayed ACK holds ~40 ms: measured as 40 ms between NICK/USER and the welcome.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if s.tls:
+        if tls:
             import ssl  # only with TLS: it loads OpenSSL (~4 MB resident)
 
             context = ssl.create_default_context()
@@ -326,18 +334,23 @@ class Connection:
         if self._stopping:
             return
         s = self.settings
-        self.session = Session(generation=self.session.generation + 1)
+        # STS: a server that asked for TLS (now, or in a policy still in force) gets it
+        sts_port = self._sts_upgrade or self.sts.port_for(s.host)
+        self._sts_upgrade = None
+        port, tls = (sts_port, True) if sts_port else (s.port, s.tls)
+        self.session = Session(generation=self.session.generation + 1, port=port, tls=tls)
         self.negotiation.start(
             SaslLogin(s.sasl_mechanism, s.sasl_account, s.sasl_password, s.sasl_required)
         )
         self.server.max_line = IRC_LINE
         self.accounts.reset()
         self.members.clear()
-        log.info("connecting to %s:%d%s", s.host, s.port, " (TLS)" if s.tls else "")
+        why = " (TLS, as the server's STS policy asks)" if sts_port else (" (TLS)" if tls else "")
+        log.info("connecting to %s:%d%s", s.host, port, why)
         try:
             self.server.connect(
                 s.host,
-                s.port,
+                port,
                 s.nicks[0],
                 password=s.password,
                 username=s.username,
@@ -345,7 +358,7 @@ class Connection:
                 connect_factory=self._open_socket,
             )
         except irc.client.ServerConnectionError as exc:
-            log.warning("could not connect to %s:%d: %s", s.host, s.port, exc)
+            log.warning("could not connect to %s:%d: %s", s.host, port, exc)
             self._schedule_reconnect()
             return
         self.session.last_rx = time.monotonic()
@@ -360,6 +373,22 @@ class Connection:
         delay = self.backoff.next_delay()
         log.info("reconnecting in %.1f s", delay)
         self.after(delay, self._connect)
+
+    def _on_sts(self, value: str) -> bool:
+        """The server offers ``sts``: upgrade a plain connection (True: we are leaving),
+        or keep the policy a TLS connection gives."""
+        offer = parse_offer(value)
+        if not self.session.tls:
+            if offer.port is None:
+                return False  # an offer without a port is no use on a plain connection
+            log.info("the server asks for TLS on port %d (STS); reconnecting", offer.port)
+            self._sts_upgrade = offer.port
+            self.backoff.reset()  # at once: this is no failure
+            self._disconnect("STS: reconnecting with TLS")
+            return True
+        if offer.duration is not None:
+            self.sts.remember(self.settings.host, self.session.port, offer.duration)
+        return False
 
     def _disconnect(self, reason: str) -> None:
         self.server.disconnect(reason)  # the disconnect handler schedules the reconnect

@@ -15,6 +15,7 @@ import ssl
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fakeserver import (
@@ -30,6 +31,7 @@ from ircclient import ClientFactory
 
 from bot.connection import Backoff
 from bot.ircd import Ngircd
+from bot.sts import StsOffer, StsPolicies, parse_offer
 
 # --------------------------------------------------------------------------- a real server dies
 
@@ -297,6 +299,42 @@ def test_tls_self_signed_is_accepted_with_tls_verify_false(
         assert session.handshake_error is None
         assert_alive(session, "over-tls")
         assert len(server.sessions) == 1
+
+
+def test_sts_moves_the_bot_to_tls_and_keeps_it_there_after_a_restart(
+    tmp_path: Path, self_signed: ssl.SSLContext
+) -> None:
+    secure = Script(cap_ls=["multi-prefix sts=duration=300"])
+    with FakeServer(secure, tls=self_signed) as tls_server:
+        plain = Script(cap_ls=[f"multi-prefix sts=port={tls_server.port}"])
+        with FakeServer(plain) as plain_server:
+            config: dict[str, Any] = {
+                "server": {"tls_verify": False},  # the test's self-signed certificate
+                "state_db": str(tmp_path / "state.sqlite3"),  # where the policy is kept
+            }
+            with running_app(tmp_path, plain_server.port, **config) as app:
+                session = tls_server.wait_registered(timeout=5)
+                assert_alive(session, "upgraded")
+                first = plain_server.wait_session(0)
+                assert first.closed.wait(2)
+                assert "CAP END" not in first.lines and "CAP REQ" not in " ".join(first.lines)
+                assert app.connection.session.tls
+            # a restart, config.yaml still saying plain text: the policy holds
+            with running_app(tmp_path, plain_server.port, **config):
+                tls_server.wait_registered(1, timeout=5)
+                assert len(plain_server.sessions) == 1
+
+
+def test_sts_offers_are_read_strictly() -> None:
+    assert parse_offer("port=6697,duration=300") == StsOffer(6697, 300)
+    assert parse_offer("duration=0") == StsOffer(None, 0)
+    assert parse_offer("port=99999,duration=-5,x") == StsOffer(None, None)
+    policies = StsPolicies(clock=lambda: 1000.0)
+    policies.remember("Irc.Example", 6697, 60)
+    assert policies.port_for("irc.example") == 6697
+    assert StsPolicies(policies._store, clock=lambda: 1061.0).port_for("irc.example") is None
+    policies.remember("irc.example", 6697, 0)  # duration 0: forget it
+    assert policies.port_for("irc.example") is None
 
 
 # ------------------------------------------------------------- timers from other threads
