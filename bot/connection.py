@@ -73,6 +73,7 @@ class ConnectionSettings:
     regain_nick_every: float = 30.0
 
 
+JOIN_BURST = 4  # JOIN lines sent at once on connecting; then one a second
 MAX_BATCHES = 32  # open at once; a server opening more is not followed
 MAX_BATCH_NICKS = 10_000  # nicks one netsplit event names
 
@@ -100,6 +101,9 @@ class Session:
 
     generation: int = 0  # counts connects, so timers of an old connection can tell
     port: int = 0  # where this connection went
+    join_targets: int = 1  # channels one JOIN may name (ISUPPORT TARGMAX; 1 if unsaid)
+    nick_length: int = 15  # ISUPPORT NICKLEN (until said, a length most servers take)
+    joins_sent: bool = False  # the config's channels were joined on this connection
     tls: bool = False  # whether it is encrypted
     joined: set[str] = field(default_factory=set)  # irc-lowercased channels we are in
     userhost: str = ""  # ours, as the server shows it (welcome, JOIN echo, CHGHOST)
@@ -438,6 +442,8 @@ class Connection:
         add("badchannelkey", self._on_cannot_join, -20)
         add("channelisfull", self._on_cannot_join, -20)
         add("welcome", self._on_welcome, -20)
+        add("endofmotd", self._on_motd_end, -20)
+        add("nomotd", self._on_motd_end, -20)
         for name in ("nicknameinuse", "erroneusnickname", "nickcollision", "unavailresource"):
             add(name, self._on_nick_refused, -20)
         add("nick", self._on_nick, -20)
@@ -478,8 +484,10 @@ class Connection:
         self.connects += 1
         self.backoff.reset()
         log.info("registered as %s (caps: %s)", self.nick, ", ".join(sorted(self.caps)) or "none")
-        for channel in self.settings.channels:
-            self._join(channel)
+        # Join once the server has said what it supports (ISUPPORT comes after 001, its
+        # MOTD after that): at the end of the MOTD, or 2 s from now if it never ends.
+        generation = self.session.generation
+        self.after(2.0, lambda: self._first_joins(generation))
 
     def _on_nick_refused(self, conn: Any, event: Any) -> None:
         if self.registered.is_set():
@@ -490,7 +498,8 @@ class Connection:
         if self.session.nick_attempt < len(nicks):
             candidate = nicks[self.session.nick_attempt]
         else:
-            candidate = f"{nicks[0][:12]}{random.randint(100, 999)}"
+            stem = nicks[0][: max(1, self.session.nick_length - 3)]
+            candidate = f"{stem}{random.randint(100, 999)}"
         log.warning("nick %s is unavailable; trying %s", self.nick, candidate)
         self.nick = candidate
         self.send_now(f"NICK {candidate}")
@@ -520,6 +529,13 @@ class Connection:
         self.members.isupport(event.arguments)
         for token in event.arguments:
             name, _, value = token.partition("=")
+            if name == "TARGMAX":  # JOIN:10,PRIVMSG:4,...
+                for limit in value.split(","):
+                    command, _, most = limit.partition(":")
+                    if command.upper() == "JOIN":
+                        self.session.join_targets = int(most) if most.isdigit() else 20
+            elif name == "NICKLEN" and value.isdigit():
+                self.session.nick_length = int(value)
             if name == "LINELEN" and value.isdigit():
                 self.session.line_length = max(IRC_LINE, min(int(value), 16384))
                 self.server.max_line = self.session.line_length
@@ -584,6 +600,46 @@ class Connection:
     def _join(self, channel: str) -> None:
         key = self.settings.channel_keys.get(irc_lower(channel))
         self.send_now(f"JOIN {channel} {key}" if key else f"JOIN {channel}")
+
+    def _on_motd_end(self, conn: Any, event: Any) -> None:
+        self._first_joins(self.session.generation)
+
+    def _first_joins(self, generation: int) -> None:
+        if generation != self.session.generation or self.session.joins_sent:
+            return
+        if self.registered.is_set():
+            self.session.joins_sent = True
+            self._join_all(self.settings.channels)
+
+    def _join_all(self, channels: tuple[str, ...]) -> None:
+        """JOIN ``channels``, several to a line as the server's TARGMAX allows, and paced:
+        JOIN_BURST lines at once, then one a second, so joining hundreds of channels
+        neither trips a server's flood limit nor buries a command under their NAMES."""
+        keys = self.settings.channel_keys
+        keyed = [c for c in channels if irc_lower(c) in keys]
+        plain = [c for c in channels if irc_lower(c) not in keys]
+        per_line = max(1, self.session.join_targets)
+        lines = [f"JOIN {c} {keys[irc_lower(c)]}" for c in keyed]
+        for start in range(0, len(plain), per_line):
+            group, line = plain[start : start + per_line], ""
+            for channel in group:  # and within the line length
+                candidate = f"{line},{channel}" if line else f"JOIN {channel}"
+                if line and len(candidate) > IRC_LINE - 2:
+                    lines.append(line)
+                    candidate = f"JOIN {channel}"
+                line = candidate
+            lines.append(line)
+        generation = self.session.generation
+        for n, line in enumerate(lines):
+            delay = max(0, n - JOIN_BURST + 1)
+            if delay == 0:
+                self.send_now(line)
+            else:  # (a line for an old connection is not sent on a new one)
+                self.after(delay, lambda line=line: self._send_if_current(generation, line))
+
+    def _send_if_current(self, generation: int, line: str) -> None:
+        if generation == self.session.generation and self.registered.is_set():
+            self.send_now(line)
 
     def _wanted(self, channel: str) -> bool:
         return irc_lower(channel) in {irc_lower(c) for c in self.settings.channels}

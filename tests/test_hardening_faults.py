@@ -301,6 +301,27 @@ def test_tls_self_signed_is_accepted_with_tls_verify_false(
         assert len(server.sessions) == 1
 
 
+def test_channels_are_joined_several_to_a_line_and_paced(tmp_path: Path) -> None:
+    """TARGMAX=JOIN:3 and eighteen channels: six JOIN lines, four at once, then one a
+    second (so hundreds of channels neither flood the server nor bury a command)."""
+    channels = [f"#c{n:02d}" for n in range(18)]
+    script = Script()
+    with FakeServer(script) as server, running_app(tmp_path, server.port, channels=channels):
+        session = server.wait_session(0)
+        session.wait_for(r"^USER ")
+        session.send(":fake.test 005 testbot TARGMAX=JOIN:3,PRIVMSG:4 :are supported")
+        server.wait_registered()
+        last = session.wait_for(r"^JOIN #c15,#c16,#c17$", timeout=5)
+        joins = [n for n, line in enumerate(session.lines) if line.startswith("JOIN ")]
+        assert [session.lines[n] for n in joins] == [
+            "JOIN " + ",".join(channels[i : i + 3]) for i in range(0, 18, 3)
+        ]
+        times = [session.times[n] for n in joins]
+        assert times[3] - times[0] < 0.5  # the burst
+        assert 1.6 < times[5] - times[3] < 3.0  # then one a second
+        assert last == session.lines[joins[-1]]
+
+
 def test_sts_moves_the_bot_to_tls_and_keeps_it_there_after_a_restart(
     tmp_path: Path, self_signed: ssl.SSLContext
 ) -> None:
