@@ -180,6 +180,9 @@ class Job:
     user: str = ""  # user@host of who asked
     audit: str | None = None  # for admin commands: who ran what, logged with the outcome
     timeout: float | None = None  # None: the config's command_timeout
+    # Event listeners and timers wait behind commands and message listeners, which keep
+    # their order: "bob++" then "!karma bob" counts the vote first, however busy.
+    background: bool = False
 
 
 class Dispatcher:
@@ -217,8 +220,8 @@ class Dispatcher:
         self.clock: Callable[[], float] = time.monotonic
         self._dropped = 0  # calls turned away because the queue was full, since last logged
         self._waiting = 0  # calls on the worker pool not picked up by a worker yet
-        # Calls waiting for a worker: commands first, then listener and timer calls, so
-        # chatter (a JOIN flood's listeners) never makes a user's command wait.
+        # Calls waiting for a worker: commands and message listeners first, then event
+        # listeners and timers, so a JOIN flood's listener calls never delay a command.
         self._lanes: tuple[deque[tuple[int, Running, Job]], ...] = (deque(), deque())
 
     @property
@@ -249,7 +252,9 @@ class Dispatcher:
         with self.live.lock:
             if module.activity.retired:
                 return  # replaced since the timer fired
-            self.start(Job(_label(module, func), module, ctx, lambda ctx: func(), False))
+            self.start(
+                Job(_label(module, func), module, ctx, lambda ctx: func(), False, background=True)
+            )
 
     # The three below run under ``live.lock``; ``only`` limits them to one module's
     # listeners when they run again after a switch.
@@ -360,7 +365,8 @@ class Dispatcher:
                     held = held - {module.name}
                 continue
             ctx = self._context(module.name, event.nick, event.channel, False, user_id)
-            self.start(Job(_label(module, spec.func), module, ctx, _bind(spec.func, event), False))
+            call = _bind(spec.func, event)
+            self.start(Job(_label(module, spec.func), module, ctx, call, False, background=True))
 
     def _room_for(self, message: Message, admin: bool) -> bool:
         """Room on the worker pool (admins too): not too many stuck calls, a queue not full."""
@@ -446,7 +452,7 @@ class Dispatcher:
             if pooled:
                 running.future = Future()
                 with self._lock:
-                    self._lanes[0 if job.report_errors else 1].append((call_id, running, job))
+                    self._lanes[1 if job.background else 0].append((call_id, running, job))
                 self.executor.submit(self._run_next)
             else:
                 running.future = self.builtin_executor.submit(self._run, call_id, running, job)

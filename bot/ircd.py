@@ -465,6 +465,14 @@ _INSPIRCD_CONF = """\
 <module name="ircv3_msgid">
 <module name="ircv3_servertime">
 <module name="ircv3_capnotify">
+<module name="ircv3_echomessage">
+<module name="ircv3_chghost">
+<module name="ircv3_batch">
+
+# An operator for tests that change a user's host (CHGHOST); from loopback only.
+<class name="HostChange" commands="CHGHOST">
+<type name="TestOper" classes="HostChange">
+<oper name="testoper" password="{oper_password}" host="*@127.0.0.1" type="TestOper">
 
 # "sasl" is only advertised while services.test is linked.
 <module name="sasl">
@@ -621,6 +629,7 @@ class InspircdAtheme(_Server):
         self._workdir = Path(workdir) if workdir is not None else None
         self.dir: Path | None = None
         self.tick = tick
+        self.oper_password = secrets.token_hex(8)  # OPER testoper <this>: may CHGHOST
         # every client's limits (NO_THROTTLES, DEBIAN_STOCK or your own)
         self.connect_class = dict(NO_THROTTLES if connect_class is None else connect_class)
         self.start_timeout = start_timeout
@@ -720,6 +729,7 @@ class InspircdAtheme(_Server):
             "client_port": self.port,
             "link_port": self.link_port,
             "password": password,
+            "oper_password": self.oper_password,
             "connect": " ".join(f'{k}="{v}"' for k, v in self.connect_class.items()),
             "connect_comment": (
                 "No throttles: no fakelag, a huge command rate and queues."

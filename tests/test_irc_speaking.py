@@ -106,3 +106,59 @@ def test_a_tell_left_in_private_is_delivered_in_private(running_bot, irc_client)
     assert told == f"{carol.nick}: {dave.nick} told you just now: another"
     assert bot.ask(carol, "!echo fence") == "fence"
     assert not [t for t in bot.replies(carol, mark) if "told you" in t]  # not in the channel
+
+
+WATCHER = '''
+from bot.api import command, on_event
+
+
+@on_event("quit")
+def gone(ctx, event):
+    ctx.state["quits"] = ctx.state.get("quits", 0) + 1
+
+
+@command
+def quits(ctx, args):
+    """quits -- how many quits the bot saw"""
+    return f"quits: {ctx.state.get('quits', 0)}"
+
+
+@command
+def whoami(ctx, args):
+    """whoami -- who the bot thinks you are"""
+    return f"you are {ctx.user_id}"
+'''
+
+
+@pytest.mark.services
+def test_echo_message_and_chghost_on_inspircd(ircnet, running_bot, irc_client) -> None:
+    bot = running_bot({"speaker.py": SPEAKER, "watcher.py": WATCHER}, server=ircnet)
+    assert {"echo-message", "chghost"} <= bot.app.connection.caps
+    user = irc_client("user", server=ircnet)
+    user.join(bot.channel)
+    mark = user.mark()
+    user.privmsg(bot.channel, "!echo !echo loop")  # the bot says "!echo loop", echoed back
+    bot.wait_reply(user, mark, "^!echo loop$")
+    assert bot.ask(user, "!echo fence", "^fence$") == "fence"
+    assert bot.replies(user, mark) == ["!echo loop", "fence"]  # never "loop"
+
+    oper = irc_client("oper", server=ircnet)
+    mark = oper.mark()
+    oper.send(f"OPER testoper {ircnet.oper_password}")
+    oper.wait_for(lambda raw: " 381 " in raw, since=mark)  # RPL_YOUREOPER
+    oper.send(f"CHGHOST {user.nick} new.host.example")
+    assert bot.ask(user, "!whoami", "^you are").endswith("@new.host.example")
+    assert bot.ask(user, "!quits", "^quits") == "quits: 0"  # no fake quit and rejoin
+
+
+def test_an_action_is_seen_by_seen(running_bot, irc_client) -> None:
+    files = {name: (COMMANDS / name).read_text() for name in ("seen.py", "_common.py")}
+    bot = running_bot({**files, "speaker.py": SPEAKER})
+    waver, asker = irc_client("waver"), irc_client("asker")
+    for client in (waver, asker):
+        client.join(bot.channel)
+    waver.privmsg(bot.channel, "\x01ACTION waves at everyone\x01")
+    state = bot.app.storage.state("seen")  # (listeners run after commands waiting)
+    bot.wait_until(lambda: waver.nick.lower() in state, "seen to record the action")
+    answer = bot.ask(asker, f"!seen {waver.nick}", f"^{waver.nick} was last seen")
+    assert answer.endswith(f"in {bot.channel}, doing: * {waver.nick} waves at everyone")

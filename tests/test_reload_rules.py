@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from helpers import NullTransport, app_factory, commands_dir, edit, say, send, wait_until
 
+from bot.api import Event
 from bot.app import App
 from bot.storage import Storage
 
@@ -298,7 +299,7 @@ def test_calls_waiting_for_a_worker_are_bounded(
 ORDERED = '''
 import threading
 
-from bot.api import command, on_message
+from bot.api import command, on_event, on_message
 
 GATE = threading.Event()
 ORDER = []
@@ -310,6 +311,11 @@ def hear(ctx, match):
     ORDER.append(match.string)
 
 
+@on_event("join")
+def joined(ctx, event):
+    ORDER.append(f"join {event.nick}")
+
+
 @command
 def cmd(ctx, args):
     """cmd -- says when it ran"""
@@ -317,7 +323,7 @@ def cmd(ctx, args):
 '''
 
 
-def test_a_command_goes_ahead_of_the_listener_calls_waiting_before_it(
+def test_a_command_goes_ahead_of_event_listeners_but_keeps_its_place_among_messages(
     make: Callable[..., App],
 ) -> None:
     app = started(make, {"o.py": ORDERED}, workers=1, command_rate={"per_user": 1000})
@@ -325,13 +331,14 @@ def test_a_command_goes_ahead_of_the_listener_calls_waiting_before_it(
     try:
         send(app, "chatter 0", admin=False)  # holds the one worker
         wait_until(lambda: app.dispatcher._queued() == 0, what="the worker to take the call")
-        for n in range(1, 4):
-            send(app, f"chatter {n}", admin=False)
+        for n in range(1, 3):
+            app.dispatcher.handle_event(Event("join", f"u{n}", "#c"))
+        send(app, "chatter 1", admin=False)
         send(app, "!cmd", admin=False)
     finally:
         module.GATE.set()
     wait_until(lambda: not app.dispatcher.running(), what="the queue to drain")
-    assert module.ORDER == ["chatter 0", "cmd", "chatter 1", "chatter 2", "chatter 3"]
+    assert module.ORDER == ["chatter 0", "chatter 1", "cmd", "join u1", "join u2"]
 
 
 LOOKS_HARMLESS = '''
