@@ -8,7 +8,9 @@
 A scripted IRC server on 127.0.0.1 (in this process, stdlib only) registers a real
 ``python -m bot`` (shipped modules plus a bench module; ``--bare``: the bench
 module only) with ``multi-prefix`` and ``userhost-in-names``, ISUPPORT
-``PREFIX=(qaohv)~&@%+`` and ``CASEMAPPING=rfc1459``. The bot's config lists
+``PREFIX=(qaohv)~&@%+``, ``CASEMAPPING=rfc1459`` and ``TARGMAX=JOIN:`` (no limit on the
+channels of one JOIN, as UnrealIRCd says; the bot then joins 500 channels in a
+few lines). The bot's config lists
 ``--channels`` channels; the server holds the bot's JOINs until the bot has
 warmed up and its RSS is read, then sends the flood: per channel the JOIN echo,
 RPL_NAMREPLY (353) lines of at most 512 bytes with ``~@+nick!user@host``
@@ -334,7 +336,7 @@ class Server:
             self.registered = True
             self.line(f":{SERVER} 001 {NICK} :Welcome {NICK}!reloadbot@bot.example")
             isupport = f"CHANTYPES=# {PREFIX_TOKEN} CHANMODES=beI,k,l,imnpst CASEMAPPING=rfc1459"
-            self.line(f":{SERVER} 005 {NICK} {isupport} NICKLEN=30 :are supported")
+            self.line(f":{SERVER} 005 {NICK} {isupport} NICKLEN=30 TARGMAX=JOIN: :are supported")
             self.line(f":{SERVER} 376 {NICK} :End of MOTD")
 
 

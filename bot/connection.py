@@ -101,7 +101,8 @@ class Session:
 
     generation: int = 0  # counts connects, so timers of an old connection can tell
     port: int = 0  # where this connection went
-    join_targets: int = 1  # channels one JOIN may name (ISUPPORT TARGMAX; 1 if unsaid)
+    join_targets: int = 10  # channels one JOIN may name (ISUPPORT TARGMAX; unsaid: 10,
+    # which every server takes: RFC 1459 JOIN always took a list)
     nick_length: int = 15  # ISUPPORT NICKLEN (until said, a length most servers take)
     joins_sent: bool = False  # the config's channels were joined on this connection
     tls: bool = False  # whether it is encrypted
@@ -532,8 +533,8 @@ class Connection:
             if name == "TARGMAX":  # JOIN:10,PRIVMSG:4,...
                 for limit in value.split(","):
                     command, _, most = limit.partition(":")
-                    if command.upper() == "JOIN":
-                        self.session.join_targets = int(most) if most.isdigit() else 20
+                    if command.upper() == "JOIN":  # "JOIN:" alone: no limit but the line's
+                        self.session.join_targets = int(most) if most.isdigit() else 1000
             elif name == "NICKLEN" and value.isdigit():
                 self.session.nick_length = int(value)
             if name == "LINELEN" and value.isdigit():
