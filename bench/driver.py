@@ -16,12 +16,17 @@ import contextlib
 import re
 import socket
 import statistics
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from bot.ircd import split_line
+# The line splitter is the tests' (tests/ircnet.py): the bot package does not ship it.
+sys.path.append(str(Path(__file__).resolve().parent.parent / "tests"))
+
+from ircnet import split_line
 
 TOKEN = re.compile(r"pong (\S+)")
 

@@ -23,10 +23,11 @@ import pytest
 import yaml
 from irc.strings import lower as irc_lower
 from ircclient import ClientFactory, IrcClient, parse
+from ircnet import InspircdAtheme
 
 from bot.app import App
 from bot.config import load_config
-from bot.ircd import InspircdAtheme, Ngircd
+from bot.ircd import Ngircd
 
 # --------------------------------------------------------------------------- IRC servers
 

@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from ircnet import InspircdAtheme
 
 from bot.app import App
 from bot.config import parse_config
-from bot.ircd import InspircdAtheme, IrcdError
+from bot.ircd import IrcdError
 from bot.message import Message, Source
 
 ADMIN_RULE = "boss!*@trusted.example"

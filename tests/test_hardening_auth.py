@@ -29,11 +29,11 @@ from fakeserver import (
 )
 from helpers import ensure_account
 from ircclient import ClientFactory, IrcClient, connect_all
+from ircnet import InspircdAtheme
 
 from bot.auth import parse_admin_rule
 from bot.config import ConfigError, load_config
 from bot.connection import Backoff
-from bot.ircd import InspircdAtheme
 from bot.message import Source
 
 # --------------------------------------------------------------------------- config
@@ -197,7 +197,7 @@ REFUSED = r"^PRIVMSG {target} :{nick}: !modules is for admins only$"
 def _modules(session: Session, source: str, tags: str = "", target: str = "#c") -> bool:
     """``source`` says ``!modules``: True if answered as an admin, False if refused."""
     since = session.mark()
-    session.send(f"{tags}:{source} PRIVMSG {target} :!modules")
+    session.send(f"{tags}:{source} PRIVMSG {target} :!modules echo")
     reply_to = target if target.startswith("#") else source.split("!")[0]
     nick = source.split("!")[0]
     admin = MODULES_ANSWER.format(target=reply_to)

@@ -21,8 +21,7 @@ from collections.abc import Iterator
 
 import pytest
 from ircclient import parse
-
-from bot.ircd import DEBIAN_STOCK, InspircdAtheme
+from ircnet import DEBIAN_STOCK, InspircdAtheme
 
 pytestmark = pytest.mark.integration
 

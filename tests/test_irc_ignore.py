@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from helpers import app_factory, ensure_account, say
 from ircclient import parse
+from ircnet import InspircdAtheme
 
-from bot.ircd import InspircdAtheme
 from bot.message import Message, Source
 
 ECHO_AND_LISTENER = '''

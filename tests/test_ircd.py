@@ -1,4 +1,7 @@
-"""The throwaway IRC servers of bot.ircd and the raw test client, against each other."""
+"""The throwaway IRC servers and the raw test client, against each other.
+
+``Ngircd`` comes from bot.ircd (the demo ships it), ``InspircdAtheme`` from tests/ircnet.py.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,9 @@ import time
 
 import pytest
 from ircclient import ClientFactory, IrcClient, connect_all, parse
+from ircnet import InspircdAtheme
 
-from bot.ircd import InspircdAtheme, IrcdError, Ngircd, free_port
+from bot.ircd import IrcdError, Ngircd, free_port
 
 pytestmark = pytest.mark.integration
 

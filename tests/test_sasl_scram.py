@@ -28,11 +28,11 @@ from fakeserver import FakeServer, Script, assert_alive, running_app, wait_until
 from helpers import ensure_account
 from irc.client import Event
 from ircclient import ClientFactory, connect_all, parse
+from ircnet import InspircdAtheme
 
 from bot.caps import SASL_CHUNK, SASL_MAX_IN, CapNegotiation, SaslLogin
 from bot.config import Config, ConfigError, parse_config
 from bot.connection import Backoff
-from bot.ircd import InspircdAtheme
 
 SCRAM = "SCRAM-SHA-256"
 ACCOUNT = "scrambot"
