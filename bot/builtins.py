@@ -128,23 +128,42 @@ class Builtins:
         return "unload: " + self.app.unload(self._one_module(args, "unload")).summary()
 
     def modules(self, ctx: Context, args: str) -> list[str]:
-        """modules -- list loaded modules, their commands, and commands still running"""
-        lines = []
-        for loaded in self.app.registry.command_modules():
-            names = ", ".join(s.name for s in loaded.commands) or "no commands"
-            helpers = sorted(loaded.imports)
-            uses = f" (uses {', '.join(helpers)})" if helpers else ""
-            worker = worker_of(loaded.module)
-            isolated = f" [{worker.describe()}]" if worker else ""
-            lines.append(f"{loaded.name}: {names}{uses}{isolated}")
-        if not lines:
-            lines.append("no modules loaded")
+        """modules [NAME] -- the loaded modules (in a channel: one line; NAME, or in
+        private: each with its commands), and calls still running"""
+        loaded = list(self.app.registry.command_modules())
+        wanted = args.strip().lower()
+        if wanted:
+            loaded = [m for m in loaded if m.name.lower() == wanted]
+            if not loaded:
+                raise CommandError(f"modules: no module {wanted!r} is loaded")
+        lines = [self._module_line(m) for m in loaded] or ["no modules loaded"]
+        if ctx.channel is not None and not wanted:  # a channel gets one line, not a page
+            names = ", ".join(m.name for m in loaded) or "none"
+            lines = [
+                f"{len(loaded)} modules: {names} -- {self.prefix}modules NAME, or ask in"
+                " private, for their commands"
+            ]
+        # Calls stuck past their timeout or running for a second or more: a quick one
+        # (this message's own listeners, this very command) is not news.
         now = time.monotonic()
-        running = [r for r in self.app.running() if r.name != "modules"]
-        if running:
-            busy = ", ".join(f"{r.name} for {r.nick} ({now - r.started:.0f}s)" for r in running)
+        slow = [
+            r
+            for r in self.app.running()
+            if r.name != "modules" and (r.stuck or now - r.started >= 1)
+        ]
+        if slow:
+            busy = ", ".join(f"{r.name} for {r.nick} ({now - r.started:.0f}s)" for r in slow)
             lines.append(f"running: {busy}")
         return lines
+
+    @staticmethod
+    def _module_line(loaded: Any) -> str:
+        names = ", ".join(s.name for s in loaded.commands) or "no commands"
+        helpers = sorted(loaded.imports)
+        uses = f" (uses {', '.join(helpers)})" if helpers else ""
+        worker = worker_of(loaded.module)
+        isolated = f" [{worker.describe()}]" if worker else ""
+        return f"{loaded.name}: {names}{uses}{isolated}"
 
     def rehash(self, ctx: Context, args: str) -> str:
         """rehash -- re-read config.yaml and apply what changed, without reconnecting"""

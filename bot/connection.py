@@ -167,6 +167,7 @@ class Connection:
         )
         self.sts = StsPolicies()  # the app gives it the state database
         self._sts_upgrade: int | None = None  # the TLS port a plain server just asked for
+        self._asked_to_reconnect = False  # the next disconnect is ours: log it as INFO
         self._install_handlers()
 
     @property
@@ -388,6 +389,7 @@ class Connection:
                 return False  # an offer without a port is no use on a plain connection
             log.info("the server asks for TLS on port %d (STS); reconnecting", offer.port)
             self._sts_upgrade = offer.port
+            self._asked_to_reconnect = True
             self.backoff.reset()  # at once: this is no failure
             self._disconnect("STS: reconnecting with TLS")
             return True
@@ -400,6 +402,7 @@ class Connection:
 
     def _reconnect_now(self, reason: str) -> None:
         if self.server.is_connected():
+            self._asked_to_reconnect = True
             self.server.disconnect(reason)  # the disconnect handler schedules the reconnect
         self.backoff.reset()
 
@@ -731,7 +734,11 @@ class Connection:
         reason = event.arguments[0] if event.arguments else ""
         if self._stopping:
             return
-        log.warning("disconnected%s: %s", " after registration" if was_registered else "", reason)
+        # asked for (!reconnect, an STS upgrade) is news, not trouble
+        level = logging.INFO if self._asked_to_reconnect else logging.WARNING
+        self._asked_to_reconnect = False
+        when = " after registration" if was_registered else ""
+        log.log(level, "disconnected%s: %s", when, reason)
         stale = self.outbox.clear()  # answers to a conversation that has moved on
         if stale:
             log.warning("dropped %d queued line(s): they would arrive too late", stale)

@@ -501,7 +501,9 @@ class Dispatcher:
             if isinstance(result, Cut) and unread is not None:
                 unread = None if result.unread is None else unread + result.unread
             ctx.said_enough(unread)
-            outcome = " / ".join(said)[:300]
+            # who ran what and how it went; what it said is the command's own business
+            # (a reload logs its report itself: once)
+            outcome = f"answered in {len(said)} line{'' if len(said) == 1 else 's'}"
         except CommandError as exc:
             outcome = f"refused: {exc}"
             ctx.reply(str(exc) or f"{job.name}: invalid arguments (see help {job.name})")

@@ -111,7 +111,9 @@ class ReloadReport:
                     parts.append(f"{label}: {', '.join(items)}")
             if not parts:
                 parts.append("nothing changed")
-            if self.unchanged:
+                if self.unchanged:
+                    parts.append(f"{_count(self.unchanged, 'module')} loaded")
+            elif self.unchanged:
                 parts.append(f"{self.unchanged} unchanged")
         if self.skipped:
             parts.append("skipped: " + " | ".join(self.skipped))
@@ -653,7 +655,7 @@ class Reloader:
             self._forget(loaded)
         report = _report(current, modules, replaced)
         self._schedule_collection()
-        log.info("modules %s", report.summary())
+        log.info("reload: %s", report.summary())
         return report
 
     def _replace(
@@ -866,3 +868,7 @@ def _report(
         removed=sorted(old_names - new_names),
         unchanged=sum(1 for n, m in after.items() if before.get(n) is m),
     )
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"

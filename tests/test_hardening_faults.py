@@ -409,3 +409,17 @@ def test_after_an_outage_the_next_attempt_comes_within_seconds_of_the_return(
         assert attempt - outage <= 5.0, f"back {attempt - outage:.1f} s after the server"
         backoff.reset()  # a success starts again from the first, short delay
         assert backoff.next_delay() <= 1.0
+
+
+def test_a_reconnect_an_admin_asked_for_is_logged_as_info_not_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="bot.connection")
+    with FakeServer(Script()) as server, running_app(tmp_path, server.port) as app:
+        server.wait_registered()
+        app.reconnect()
+        server.wait_registered(1)
+        server.wait_session(1).close()  # and a drop nobody asked for
+        server.wait_registered(2)
+    levels = [r.levelname for r in caplog.records if r.getMessage().startswith("disconnected")]
+    assert levels == ["INFO", "WARNING"]

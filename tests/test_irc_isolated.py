@@ -132,7 +132,7 @@ def test_a_worker_that_dies_in_a_command_is_restarted(
 ) -> None:
     bot, boss, before = start(running_bot, irc_client)
     first = worker_pid(bot, boss)
-    listed = bot.ask(boss, "!modules", r"^hostile: ")
+    listed = bot.ask(boss, "!modules hostile", r"^hostile: ")
     assert re.search(rf"\[worker pid {first}, \d+ MB, up \d+m\d\ds, restarts 0\]$", listed)
     mark = boss.mark()
     reply = bot.ask(boss, f"!{command}", rf"^{command}: ")
@@ -142,8 +142,8 @@ def test_a_worker_that_dies_in_a_command_is_restarted(
     unchanged(bot, boss, before)
     second = worker_pid(bot, boss, other_than=first)
     assert gone(first)
-    assert f"[worker pid {second}, " in bot.ask(boss, "!modules", r"^hostile: ")
-    assert "restarts 1]" in bot.ask(boss, "!modules", r"^hostile: ")
+    assert f"[worker pid {second}, " in bot.ask(boss, "!modules hostile", r"^hostile: ")
+    assert "restarts 1]" in bot.ask(boss, "!modules hostile", r"^hostile: ")
 
 
 def test_os_exit_at_import_fails_the_load_and_nothing_else(running_bot, irc_client) -> None:

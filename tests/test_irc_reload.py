@@ -115,7 +115,7 @@ def test_reload_serves_new_code_and_says_what_changed(running_bot, irc_client) -
     boss.privmsg(bot.channel, "!echo hi")
     assert bot.wait_reply(boss, mark) == "v2 hi"
 
-    assert bot.ask(boss, "!reload") == "reload: nothing changed; 1 unchanged"
+    assert bot.ask(boss, "!reload") == "reload: nothing changed; 1 module loaded"
 
 
 def test_the_running_bot_frees_the_old_version_by_itself(running_bot, irc_client) -> None:

@@ -863,7 +863,7 @@ def test_reload_reply_says_what_changed(make: Callable[..., App]) -> None:
     assert say(app, "!reload") == [
         "reload: reloaded: a; commands added: deux; commands removed: two; 1 unchanged"
     ]
-    assert say(app, "!reload") == ["reload: nothing changed; 2 unchanged"]
+    assert say(app, "!reload") == ["reload: nothing changed; 2 modules loaded"]
     edit(app, "c.py", BETA_SYNTAX)
     (answer,) = say(app, "!reload")
     line = line_of(BETA_SYNTAX, "def beta")
@@ -927,11 +927,14 @@ def test_admin_commands_are_logged_with_who_and_the_outcome(
     make: Callable[..., App], caplog: pytest.LogCaptureFixture
 ) -> None:
     app = started(make, {"a.py": ALPHA_V1})
-    with caplog.at_level(logging.INFO, logger="bot.dispatch"):
-        say(app, "!reload")
+    with caplog.at_level(logging.INFO):
+        say(app, "!reload --force")
     audit = [r.getMessage() for r in caplog.records if "admin command by" in r.getMessage()]
     assert len(audit) == 1
-    assert "boss!" in audit[0] and "!reload" in audit[0] and "reload: nothing changed" in audit[0]
+    assert "boss!" in audit[0] and "!reload" in audit[0] and audit[0].endswith("answered in 1 line")
+    # the reload's report is logged once, by the reloader, not again with the audit line
+    reports = [r.getMessage() for r in caplog.records if "reloaded: a" in r.getMessage()]
+    assert reports == ["reload: reloaded: a"]
 
 
 # -- the collection that frees old versions ----------------------------------------------
@@ -989,3 +992,15 @@ def test_a_run_of_reloads_schedules_one_collection_that_frees_every_old_version(
         assert len(net.timers) == 1  # and the next reload schedules its own
     finally:
         close_app(app)
+
+
+def test_modules_is_one_line_in_a_channel_and_details_on_request(
+    make: Callable[..., App],
+) -> None:
+    app = started(make, {"a.py": ALPHA_V1, "b.py": ALPHA_V1.replace("alpha", "beta")})
+    assert say(app, "!modules") == [
+        "2 modules: a, b -- !modules NAME, or ask in private, for their commands"
+    ]
+    assert say(app, "!modules b") == ["b: beta"]
+    assert say(app, "!modules", channel=None) == ["a: alpha", "b: beta"]  # type: ignore[arg-type]
+    assert say(app, "!modules zzz") == ["modules: no module 'zzz' is loaded"]

@@ -169,7 +169,7 @@ def test_admin(load_command: LoadCommand, folder: Path) -> None:
     assert bot.say("!loaded") == ["alice: !loaded is for admins only"]
     assert bot.say("!loaded", admin=True) == ["version calls: 0", "all-time rolls: 0"]
     assert bot.say("!reload", nick="mallory") == ["mallory: !reload is for admins only"]
-    assert bot.say("!reload", admin=True) == ["reload: nothing changed; 2 unchanged"]
+    assert bot.say("!reload", admin=True) == ["reload: nothing changed; 2 modules loaded"]
 
 
 def test_reload_keeps_state_and_drops_globals(load_command: LoadCommand, folder: Path) -> None:
