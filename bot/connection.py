@@ -152,6 +152,8 @@ class Connection:
         self.backoff = backoff or Backoff()
         self.reactor = WakeableReactor()
         self.server: GuardedConnection = self.reactor.server()
+        self.server.on_names = lambda channel, entries: self.members.names(channel, entries)
+        self.server.on_line = self._heard
         self.registered = threading.Event()
         self.session = Session()  # what this connection has learned; fresh on each connect
         self.nick = settings.nicks[0]
@@ -467,6 +469,10 @@ class Connection:
         add("ctcp", self._on_ctcp, 0)
 
     def _on_raw(self, conn: Any, event: Any) -> None:
+        self._heard()
+
+    def _heard(self) -> None:
+        """The server said something: it is alive."""
         self.session.last_rx = time.monotonic()
         self.session.ping_sent_at = None
 
