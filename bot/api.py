@@ -21,7 +21,9 @@ from __future__ import annotations
 import inspect
 import logging
 import re
+from abc import abstractmethod
 from collections.abc import Callable, Iterable, MutableMapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeVar, overload
@@ -36,6 +38,7 @@ __all__ = [
     "ListenerSpec",
     "ReplyValue",
     "Secret",
+    "State",
     "Timer",
     "command",
     "on_event",
@@ -88,6 +91,16 @@ class Secret:
         return hash(self._value)
 
 
+class State(MutableMapping[str, Any]):
+    """A module's persistent state (``ctx.state``, ``bot.state``): a mapping of JSON
+    values, kept in SQLite, that survives reloads and restarts."""
+
+    @abstractmethod
+    def transaction(self) -> AbstractContextManager[State]:
+        """``with state.transaction() as s:``: a read-modify-write no other thread
+        interleaves with, committed at the end (rolled back on an exception)."""
+
+
 class Context(Protocol):
     """What a command receives about the message that invoked it."""
 
@@ -108,7 +121,7 @@ class Context(Protocol):
         """Whether the user matches an ``admins`` entry of config.yaml."""
 
     @property
-    def state(self) -> MutableMapping[str, Any]:
+    def state(self) -> State:
         """This module's persistent state; survives reloads and restarts."""
 
     @property
@@ -189,7 +202,7 @@ class Bot(Protocol):
         """This module's name (its file stem)."""
 
     @property
-    def state(self) -> MutableMapping[str, Any]:
+    def state(self) -> State:
         """This module's persistent state, the same mapping commands see as ``ctx.state``."""
 
     @property

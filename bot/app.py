@@ -100,6 +100,9 @@ class App:
         self.loader = Loader(config.commands_dir, self.namespace)
         # Without state_db, state lives in an in-memory database: same API, no file.
         self.storage = Storage(config.state_db or ":memory:")
+        if config.state_db is not None and config.backup.interval > 0:
+            backup = config.backup
+            self.storage.start_backups(backup.dir, backup.interval, backup.keep)
         self.executor = ThreadPoolExecutor(config.workers, thread_name_prefix="command")
         self.outbox = Outbox(
             config.rate_limit.per_second,

@@ -7,8 +7,9 @@ the app decides what a change means for the running bot.
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,10 @@ from bot.auth import AdminRule, AdminRuleError, Grant, GrantError, parse_admin_r
 _CHANNEL = re.compile(r"[#&+!][^\x00\x07\r\n ,:]{1,49}")
 _NICK = re.compile(r"[A-Za-z\[\]\\`_^{|}][A-Za-z0-9\[\]\\`_^{|}-]{0,29}")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# An unquoted channel name is read as a comment: a common config.yaml mistake.
+_HASH_HINT = (
+    'channel names must be quoted because # starts a YAML comment, e.g. channels: ["#bot", "#two"]'
+)
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,15 @@ class CtcpConfig:
 
 
 @dataclass(frozen=True)
+class BackupConfig:
+    """Backups every ``interval`` seconds (0: none) into ``dir``; the newest ``keep`` stay."""
+
+    interval: float = 0.0
+    keep: int = 7
+    dir: Path = Path("data/backups")  # parse_config makes it relative to the config's folder
+
+
+@dataclass(frozen=True)
 class ChannelOptions:
     """A ``channels:`` entry written as a mapping: its key, what is off there, overrides."""
 
@@ -144,6 +158,8 @@ class Config:
     ping_timeout: float = 30.0  # seconds after that PING before the server counts as dead
     addressing: Addressing = field(default_factory=Addressing)
     ctcp: CtcpConfig = field(default_factory=CtcpConfig)
+    logging: dict[str, Any] | None = None  # a logging.config.dictConfig schema, as written
+    backup: BackupConfig = field(default_factory=BackupConfig)
     path: Path | None = None
     lines: Mapping[str, int] = field(default_factory=dict, compare=False)  # key -> line
 
@@ -215,6 +231,8 @@ def _nick(key: str, value: Any) -> str:
 
 
 def _channel(key: str, value: Any) -> str:
+    if value is None:  # "- #bot": the name was read as a comment
+        raise _Invalid(key, _HASH_HINT)
     ok = isinstance(value, str) and bool(_CHANNEL.fullmatch(value))
     _expect(ok, key, "a channel name like '#bot' (quote it: # starts a YAML comment)", value)
     return str(value)
@@ -331,7 +349,7 @@ def _module_glob(key: str, value: Any) -> str:
 
 
 def _target(key: str, value: Any) -> str:
-    if isinstance(value, str) and value[:1] in "#&+!":
+    if value is None or (isinstance(value, str) and value[:1] in "#&+!"):
         return _channel(key, value)
     return _nick(key, value)
 
@@ -442,60 +460,145 @@ def _log_level(key: str, value: Any) -> str:
     return str(value).upper()
 
 
-# Each top-level key: how to parse it. Required keys have no default.
-_REQUIRED = ("server", "nick", "channels", "prefix", "admins", "commands_dir")
+_DICTCONFIG_KEYS = {
+    "version",
+    "formatters",
+    "filters",
+    "handlers",
+    "loggers",
+    "root",
+    "incremental",
+    "disable_existing_loggers",
+}
 
 
-def _build(raw: dict[str, Any], base_dir: Path) -> Config:
-    def each(key: str, parse: Callable[[str, Any], Any]) -> tuple[Any, ...]:
-        return tuple(parse(f"{key}[{i}]", v) for i, v in enumerate(_list(key, raw.get(key, []))))
+def _logging(value: Any) -> dict[str, Any] | None:
+    """``logging:``, kept as written for ``logging.config.dictConfig`` (the CLI applies it).
 
-    nick = _nick("nick", raw["nick"])
+    Only its shape is checked here; dictConfig itself says what is wrong inside a handler.
+    """
+    if value is None:
+        return None
+    raw = _mapping("logging", value, _DICTCONFIG_KEYS)
+    if "version" not in raw:
+        raise _Invalid("logging.version", "missing; dictConfig needs version: 1")
+    version = raw["version"]
+    ok = isinstance(version, int) and not isinstance(version, bool) and version == 1
+    _expect(ok, "logging.version", "1 (the only dictConfig schema version)", version)
+    for key in ("formatters", "filters", "handlers", "loggers", "root"):
+        if raw.get(key) is not None:
+            _expect(isinstance(raw[key], dict), f"logging.{key}", "a mapping", raw[key])
+    return raw
+
+
+_BACKUP_MAX = 366 * 86400
+
+
+def _backup(value: Any, base_dir: Path) -> BackupConfig:
+    raw = _mapping("backup", value if value is not None else {}, {"interval", "keep", "dir"})
+    interval = raw.get("interval", 0)
+    number = isinstance(interval, int | float) and not isinstance(interval, bool)
+    # Off, or at least a minute apart: more often would only churn the disk.
+    ok = number and (interval == 0 or 60 <= interval <= _BACKUP_MAX)
+    _expect(ok, "backup.interval", f"0 (off) or seconds from 60 to {_BACKUP_MAX}", interval)
+    return BackupConfig(
+        interval=float(interval),
+        keep=_int("backup.keep", raw.get("keep", 7), 1, 1000),
+        dir=base_dir / _str("backup.dir", raw.get("dir", "data/backups")),
+    )
+
+
+def _channels(value: Any) -> dict[str, ChannelOptions]:
+    """Every channel's options by irc-lowered name, in the order given; no name twice."""
     from bot.casemap import irc_lower as lower
 
-    entries = each("channels", _channel_entry)
+    if value is None:  # "channels: #bot" reads as "channels:" and a comment
+        raise _Invalid("channels", _HASH_HINT)
+    entries = [_channel_entry(f"channels[{i}]", v) for i, v in enumerate(_list("channels", value))]
     options: dict[str, ChannelOptions] = {}
     for i, entry in enumerate(entries):
         first = options.setdefault(lower(entry.name), entry)
         if first is not entry:
             at = entries.index(first)
             raise _Invalid(f"channels[{i}]", f"{entry.name} is listed twice (channels[{at}])")
-    kwargs: dict[str, Any] = {
-        "server": _server(raw["server"], base_dir),
-        "nick": nick,
-        "channels": tuple(o.name for o in entries),
-        "channel_options": options,
-        "permissions": _permissions(raw.get("permissions", {})),
-        "prefix": _prefix("prefix", raw["prefix"]),
-        "admins": _admins(raw["admins"]),
-        "commands_dir": base_dir / _str("commands_dir", raw["commands_dir"]),
-        "watch": _bool("watch", raw.get("watch", False)),
-        "alt_nicks": each("alt_nicks", _nick) if "alt_nicks" in raw else (f"{nick}_", f"{nick}__"),
-        "username": _nick("username", raw.get("username", "reloadbot")),
-        "realname": _str("realname", raw.get("realname", "reloadbot")),
-        "notify": each("notify", _target),
-        "rate_limit": _rate_limit(raw.get("rate_limit", {})),
-        "command_timeout": _number("command_timeout", raw.get("command_timeout", 10), 0.1, 3600),
-        "reload_timeout": _number("reload_timeout", raw.get("reload_timeout", 30), 0.1, 3600),
-        "isolate": each("isolate", _module_glob),
-        "ignore": each("ignore", _ignore_mask),
-        "isolate_memory_mb": _int(
+    return options
+
+
+def _state_db(value: Any, base_dir: Path) -> Path | None:
+    return None if value is None else base_dir / _str("state_db", value)
+
+
+# Required keys have no default; a missing one is reported, not parsed.
+_REQUIRED = ("server", "nick", "channels", "prefix", "admins", "commands_dir")
+
+
+def _parsers(raw: dict[str, Any], base_dir: Path) -> dict[str, Callable[[], Any]]:
+    """Each top-level key: how to parse it (with its default when it is not given)."""
+
+    def each(key: str, parse: Callable[[str, Any], Any]) -> tuple[Any, ...]:
+        return tuple(parse(f"{key}[{i}]", v) for i, v in enumerate(_list(key, raw.get(key, []))))
+
+    return {
+        "server": lambda: _server(raw["server"], base_dir),
+        "nick": lambda: _nick("nick", raw["nick"]),
+        "channels": lambda: _channels(raw["channels"]),  # split into two fields by _build
+        "permissions": lambda: _permissions(raw.get("permissions", {})),
+        "prefix": lambda: _prefix("prefix", raw["prefix"]),
+        "admins": lambda: _admins(raw["admins"]),
+        "commands_dir": lambda: base_dir / _str("commands_dir", raw["commands_dir"]),
+        "watch": lambda: _bool("watch", raw.get("watch", False)),
+        "alt_nicks": lambda: each("alt_nicks", _nick) if "alt_nicks" in raw else None,
+        "username": lambda: _nick("username", raw.get("username", "reloadbot")),
+        "realname": lambda: _str("realname", raw.get("realname", "reloadbot")),
+        "notify": lambda: each("notify", _target),
+        "rate_limit": lambda: _rate_limit(raw.get("rate_limit", {})),
+        "command_timeout": lambda: _number(
+            "command_timeout", raw.get("command_timeout", 10), 0.1, 3600
+        ),
+        "reload_timeout": lambda: _number(
+            "reload_timeout", raw.get("reload_timeout", 30), 0.1, 3600
+        ),
+        "isolate": lambda: each("isolate", _module_glob),
+        "ignore": lambda: each("ignore", _ignore_mask),
+        "isolate_memory_mb": lambda: _int(
             "isolate_memory_mb", raw.get("isolate_memory_mb", 512), 32, 65536
         ),
-        "workers": _int("workers", raw.get("workers", 8), 1, 256),
-        "sasl": _sasl(raw.get("sasl")),
-        "command_rate": _command_rate(raw.get("command_rate", {})),
-        "rejoin_delay": _number("rejoin_delay", raw.get("rejoin_delay", 5), 0, 3600),
-        "join_on_invite": _bool("join_on_invite", raw.get("join_on_invite", False)),
-        "log_level": _log_level("log_level", raw.get("log_level", "INFO")),
-        "modules": _module_sections(raw.get("modules", {})),
-        "ping_interval": _number("ping_interval", raw.get("ping_interval", 60), 1, 3600),
-        "ping_timeout": _number("ping_timeout", raw.get("ping_timeout", 30), 1, 3600),
-        "addressing": _addressing(raw.get("addressing", {})),
-        "ctcp": _ctcp(raw.get("ctcp", {})),
+        "workers": lambda: _int("workers", raw.get("workers", 8), 1, 256),
+        "sasl": lambda: _sasl(raw.get("sasl")),
+        "command_rate": lambda: _command_rate(raw.get("command_rate", {})),
+        "rejoin_delay": lambda: _number("rejoin_delay", raw.get("rejoin_delay", 5), 0, 3600),
+        "join_on_invite": lambda: _bool("join_on_invite", raw.get("join_on_invite", False)),
+        "state_db": lambda: _state_db(raw.get("state_db", "data/state.sqlite3"), base_dir),
+        "log_level": lambda: _log_level("log_level", raw.get("log_level", "INFO")),
+        "modules": lambda: _module_sections(raw.get("modules", {})),
+        "ping_interval": lambda: _number("ping_interval", raw.get("ping_interval", 60), 1, 3600),
+        "ping_timeout": lambda: _number("ping_timeout", raw.get("ping_timeout", 30), 1, 3600),
+        "addressing": lambda: _addressing(raw.get("addressing", {})),
+        "ctcp": lambda: _ctcp(raw.get("ctcp", {})),
+        "logging": lambda: _logging(raw.get("logging")),
+        "backup": lambda: _backup(raw.get("backup"), base_dir),
     }
-    state_db = raw.get("state_db", "data/state.sqlite3")
-    kwargs["state_db"] = None if state_db is None else base_dir / _str("state_db", state_db)
+
+
+def _build(raw: dict[str, Any], base_dir: Path) -> Config | list[_Invalid]:
+    """The Config, or what is wrong: every key is parsed, so one run names every mistake."""
+    kwargs: dict[str, Any] = {}
+    wrong: list[_Invalid] = []
+    for key, parse in _parsers(raw, base_dir).items():
+        if key in _REQUIRED and key not in raw:
+            continue  # already reported as missing
+        try:
+            kwargs[key] = parse()
+        except _Invalid as exc:
+            wrong.append(exc)
+    if wrong or any(key not in raw for key in _REQUIRED):
+        return wrong  # (empty when only missing keys are wrong: parse_config names them)
+    options = kwargs["channels"]
+    kwargs["channels"] = tuple(o.name for o in options.values())
+    kwargs["channel_options"] = options
+    nick = kwargs["nick"]
+    if kwargs["alt_nicks"] is None:
+        kwargs["alt_nicks"] = (f"{nick}_", f"{nick}__")
     return Config(**kwargs)
 
 
@@ -504,22 +607,21 @@ _KNOWN = {f.name for f in fields(Config)} - {"path", "lines", "channel_options"}
 
 def parse_config(text: str, *, base_dir: Path, file: str = "config.yaml") -> Config:
     """Parse and validate config text; raise ConfigError naming every problem found."""
+    lines = text.splitlines()
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
-        line = mark.line + 1 if mark is not None else None
-        col = f" (column {mark.column + 1})" if mark is not None else ""
-        raise ConfigError(
-            [ConfigProblem("", f"invalid YAML: {problem}{col}", file, line)]
-        ) from None
+        raise ConfigError([_syntax_problem(exc, lines, file)]) from None
+    runaway = [ConfigProblem(k, m, file, n) for k, m, n in _runaway_quotes(root, lines)]
+    if runaway:  # what follows an unclosed quote was swallowed: other problems would mislead
+        raise ConfigError(runaway)
     if not isinstance(raw, dict):
         got = "an empty file" if raw is None else repr(raw)
         raise ConfigError([ConfigProblem("", f"expected a mapping of settings, got {got}", file)])
 
-    problems = [
+    problems = [ConfigProblem(k, m, file, n) for k, m, n in _duplicates(root)]
+    problems += [
         ConfigProblem(str(k), _unknown(str(k), _KNOWN), file, _line(root, str(k)))
         for k in raw
         if k not in _KNOWN
@@ -529,14 +631,19 @@ def parse_config(text: str, *, base_dir: Path, file: str = "config.yaml") -> Con
         for k in _REQUIRED
         if k not in raw
     ]
+    built = _build(raw, base_dir)
+    if isinstance(built, list):
+        problems += [ConfigProblem(e.key, e.message, file, _line(root, e.key)) for e in built]
     if problems:
+        # in file order, as an editor shows them; missing keys (no line) last
+        problems.sort(key=lambda p: (p.line is None, p.line or 0))
         raise ConfigError(problems)
-    try:
-        config = _build(raw, base_dir)
-    except _Invalid as exc:
-        raise ConfigError(
-            [ConfigProblem(exc.key, exc.message, file, _line(root, exc.key))]
-        ) from None
+    assert isinstance(built, Config)
+    return replace(built, lines=_module_lines(built, root))
+
+
+def _module_lines(config: Config, root: yaml.Node | None) -> dict[str, int]:
+    """Lines of the module sections and settings, for the modules' own error messages."""
     keys = [f"modules.{n}.{k}" for n, section in config.modules.items() for k in section]
     keys += [f"modules.{n}" for n in config.modules]
     for i, options in enumerate(config.channel_options.values()):
@@ -545,8 +652,7 @@ def parse_config(text: str, *, base_dir: Path, file: str = "config.yaml") -> Con
                 f"channels[{i}].modules.{n}",
                 *(f"channels[{i}].modules.{n}.{k}" for k in section),
             ]
-    lines = {key: line for key in keys if (line := _line(root, key)) is not None}
-    return replace(config, lines=lines)
+    return {key: line for key in keys if (line := _line(root, key)) is not None}
 
 
 _EXAMPLE_HINT = "the config reference in README.md"
@@ -585,6 +691,131 @@ def _line(root: yaml.Node | None, key: str) -> int | None:
     return line
 
 
+# -- YAML mistakes ---------------------------------------------------------------
+# PyYAML reports where it gave up, which is often lines after the mistake; these
+# find the line the user has to fix, from the error's marks, the raw lines and the tree.
+
+_Found = tuple[str, str, int]  # key, message, line
+
+
+def _nodes(root: yaml.Node | None) -> Iterator[tuple[str, yaml.Node]]:
+    """Every node with its key (``server.port``, ``channels[1]``), each once (aliases)."""
+    seen: set[int] = set()
+    todo: list[tuple[str, yaml.Node | None]] = [("", root)]
+    while todo:
+        path, node = todo.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        yield path, node
+        if isinstance(node, yaml.MappingNode):
+            todo += [(f"{path}.{k.value}" if path else str(k.value), v) for k, v in node.value]
+        elif isinstance(node, yaml.SequenceNode):
+            todo += [(f"{path}[{i}]", v) for i, v in enumerate(node.value)]
+
+
+def _duplicates(root: yaml.Node | None) -> list[_Found]:
+    """Keys given twice in one mapping, at any depth: the loader would keep the last."""
+    found = []
+    for path, node in _nodes(root):
+        if not isinstance(node, yaml.MappingNode):
+            continue
+        first: dict[tuple[str, Any], yaml.Node] = {}
+        for key, _ in node.value:
+            if not isinstance(key, yaml.ScalarNode):
+                continue
+            seen = first.setdefault((key.tag, key.value), key)
+            if seen is not key:
+                name = f"{path}.{key.value}" if path else str(key.value)
+                why = f"given twice (first at line {seen.start_mark.line + 1})"
+                found.append((name, why, key.start_mark.line + 1))
+    return found
+
+
+# A line holding a key ("nick:", "- name:") or a list item: not the inside of a string.
+_KEY_LINE = re.compile(r"\s*(?:-\s+)?[\w.-]+\s*:(?:\s|$)|\s*-\s")
+
+
+def _runaway_quotes(root: yaml.Node | None, lines: list[str]) -> list[_Found]:
+    """Quoted values that run on over lines that look like keys: an unclosed quote.
+
+    YAML lets a quoted string span lines, so ``nick: "bot`` swallows the lines up to
+    the next quote mark and the file still parses, only with keys gone missing.
+    """
+    found = []
+    for path, node in _nodes(root):
+        if not isinstance(node, yaml.ScalarNode) or node.style not in ('"', "'"):
+            continue
+        start, end = node.start_mark.line, node.end_mark.line
+        if any(_KEY_LINE.match(line) for line in lines[start + 1 : end + 1]):
+            why = (
+                f"unclosed quote: the value runs on into line {start + 2}; end it with {node.style}"
+            )
+            found.append((path, why, start + 1))
+    return found
+
+
+def _syntax_problem(exc: yaml.YAMLError, lines: list[str], file: str) -> ConfigProblem:
+    """Where the user went wrong, if a common mistake explains the error; else PyYAML's words."""
+    mark = getattr(exc, "problem_mark", None)
+    line = mark.line + 1 if mark is not None else None
+    if isinstance(exc, yaml.scanner.ScannerError | yaml.parser.ParserError):
+        before = lines[: line or len(lines)]
+        for found in (_unclosed_quote(before), _comment_in_flow(before)):
+            if found:
+                key, message, at = found
+                return ConfigProblem(key, message, file, at)
+    problem = getattr(exc, "problem", None) or str(exc)
+    col = f" (column {mark.column + 1})" if mark is not None else ""
+    return ConfigProblem("", f"invalid YAML: {problem}{col}", file, line)
+
+
+def _unclosed_quote(lines: list[str]) -> _Found | None:
+    for n, line in enumerate(lines, 1):
+        quote = _open_quote(line)
+        if quote:
+            return _key_on(line), f"unclosed quote; end the value with {quote}", n
+    return None
+
+
+def _comment_in_flow(lines: list[str]) -> _Found | None:
+    """``[#bot, #two]``: the comment takes the rest of the line, ``]`` included."""
+    for n in range(len(lines), 0, -1):  # the nearest one above where YAML gave up
+        if re.search(r"[\[{,]\s*#", _unquoted(lines[n - 1])):
+            return _key_on(lines[n - 1]), _HASH_HINT, n
+    return None
+
+
+def _open_quote(line: str) -> str | None:
+    """The quote mark left open at the end of ``line``, if any (comments skipped)."""
+    quote, i = None, 0
+    while i < len(line):
+        c = line[i]
+        starts = i == 0 or line[i - 1] in " \t[{,:"  # a token starts here
+        if quote == '"' and c == "\\":
+            i += 1  # an escaped character, maybe a quote mark
+        elif quote and c == quote:
+            doubled = quote == "'" and line[i + 1 : i + 2] == "'"
+            i += doubled  # '' is a quote mark inside single quotes
+            quote = None if not doubled else quote
+        elif not quote and c in "\"'" and starts:
+            quote = c
+        elif not quote and c == "#" and starts:
+            break  # a comment
+        i += 1
+    return quote
+
+
+def _unquoted(line: str) -> str:
+    return re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\']|\'\')*\'', '""', line)
+
+
+def _key_on(line: str) -> str:
+    """The key written on ``line`` ("channels" for ``channels: [#bot]``), or ""."""
+    match = re.match(r"\s*(?:-\s+)?([^\s:#\"'\[\]{},]+)\s*:", line)
+    return match.group(1) if match else ""
+
+
 # -- describing a change -------------------------------------------------------
 
 
@@ -598,6 +829,7 @@ class ConfigChange:
     changed: tuple[str, ...] = ()  # top-level keys that differ
     needs_reconnect: tuple[str, ...] = ()
     needs_restart: tuple[str, ...] = ()
+    values: Mapping[str, str] = field(default_factory=dict)  # key -> its new value, shown
 
     def describe(self) -> str:
         if not self.changed:
@@ -612,9 +844,12 @@ class ConfigChange:
         later = ("nick", *self.needs_reconnect, *self.needs_restart)
         if self.join or self.part:
             later += ("channels",)  # said as joining/leaving
+        if self.nick:
+            later += ("alt_nicks",)  # the default alternatives follow the nick
         live = [k for k in self.changed if k not in later]
         if live:
-            parts.append(f"applied {', '.join(live)}")
+            shown = [f"{k} = {self.values[k]}" if k in self.values else k for k in live]
+            parts.append(f"applied {', '.join(shown)}")
         if self.needs_reconnect:
             keys = ", ".join(self.needs_reconnect)
             parts.append(f"{keys}: takes effect on the next reconnect (!reconnect)")
@@ -643,9 +878,33 @@ def diff(old: Config, new: Config) -> ConfigChange:
         changed=changed,
         needs_reconnect=tuple(k for k in changed if k in _RECONNECT_KEYS),
         needs_restart=tuple(k for k in changed if k in _RESTART_KEYS),
+        values={k: _shown(getattr(new, k)) for k in changed if k in _SHOWN},
     )
+
+
+# Keys whose new value a config notice repeats: short, and never a secret (server
+# passwords, SASL, module settings and channel keys are only named).
+_SHOWN = frozenset(
+    {
+        "prefix", "watch", "notify", "log_level", "command_timeout", "reload_timeout",
+        "rejoin_delay", "join_on_invite", "ping_interval", "ping_timeout", "rate_limit",
+        "command_rate", "addressing", "isolate", "isolate_memory_mb", "ignore", "admins",
+    }
+)  # fmt: skip
+
+
+def _shown(value: Any) -> str:
+    """A config value as a notice says it: ``{burst: 5, per_second: 1.0}``, ``"!"``."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        inner = ", ".join(f"{f.name}: {getattr(value, f.name)!r}" for f in fields(value))
+        text = "{" + inner + "}"
+    elif isinstance(value, tuple):
+        text = "[" + ", ".join(str(getattr(v, "text", v)) for v in value) + "]"
+    else:
+        text = repr(value)
+    return text if len(text) <= 120 else text[:119] + "…"
 
 
 # Keys a running bot cannot apply in place; everything else is applied at once.
 _RECONNECT_KEYS = ("server", "username", "realname", "sasl")
-_RESTART_KEYS = ("commands_dir", "state_db", "workers")
+_RESTART_KEYS = ("commands_dir", "state_db", "workers", "logging", "backup")

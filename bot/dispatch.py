@@ -21,14 +21,14 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable, Iterable, MutableMapping
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from bot.api import CommandError, Event
+from bot.api import CommandError, Event, State
 from bot.channels import at_least
 from bot.config import Config
 from bot.ignores import Ignores
@@ -60,7 +60,7 @@ class Host(Protocol):
         kind: str = "message",
     ) -> tuple[int, int]: ...
 
-    def state_for(self, module: str) -> MutableMapping[str, Any]: ...
+    def state_for(self, module: str) -> State: ...
 
     def settings_for(self, module: str, channel: str | None = None) -> Any: ...
 
@@ -88,7 +88,7 @@ class CallContext:
     log: logging.Logger
     reply_target: str
     _reply: Callable[..., tuple[int, int]] = field(repr=False)  # Host.reply
-    _state_for: Callable[[str], MutableMapping[str, Any]] = field(repr=False)
+    _state_for: Callable[[str], State] = field(repr=False)
     settings: Any = field(default=None, repr=False)
     user_modes: frozenset[str] = frozenset()
     user_id: str = ""
@@ -105,7 +105,7 @@ class CallContext:
         return at_least(self.user_modes, "op")
 
     @property
-    def state(self) -> MutableMapping[str, Any]:
+    def state(self) -> State:
         return self._state_for(self.module)
 
     @property

@@ -23,14 +23,14 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from bot.api import CommandError
+from bot.api import CommandError, State
 from bot.loader import Loader, LoadFailed, in_import_order
 
 WORKER_THREADS = 8
@@ -71,7 +71,7 @@ class _Link:
             entry[0].set()
 
 
-class RemoteState(MutableMapping[str, Any]):
+class RemoteState(State):
     """``ctx.state`` in a worker: the bot's storage, one request per operation.
 
     ``transaction()`` holds the bot's transaction for the module from begin to

@@ -1,13 +1,13 @@
-"""Small helpers shared by the standard command modules: nicks, durations, atomic state."""
+"""Small helpers shared by the standard command modules: nicks, durations, per-user quotas."""
 
 from __future__ import annotations
 
 import re
 import threading
 import time
-from collections.abc import Iterator, MutableMapping
-from contextlib import contextmanager
 from typing import Any
+
+from bot.api import State
 
 _IRC_LOWER = str.maketrans("[]\\~", "{}|^")
 
@@ -97,24 +97,9 @@ class Quota:
             return granted
 
 
-_fallback_lock = threading.RLock()
-
-
-@contextmanager
-def atomic(state: MutableMapping[str, Any]) -> Iterator[MutableMapping[str, Any]]:
-    """``state.transaction()`` when the state has one (SQLite), else a process-wide lock."""
-    transaction = getattr(state, "transaction", None)
-    if transaction is not None:
-        with transaction() as s:
-            yield s
-    else:
-        with _fallback_lock:
-            yield state
-
-
-def snapshot(state: MutableMapping[str, Any]) -> dict[str, Any]:
+def snapshot(state: State) -> dict[str, Any]:
     """A consistent copy of ``state`` (iterating it live can race with other threads)."""
-    with atomic(state) as s:
+    with state.transaction() as s:
         return dict(s.items())
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from bot.api import CommandError, Context, Event, command, on_event, on_message
 
-from ._common import Quota, atomic, clip, irc_lower
+from ._common import Quota, clip, irc_lower
 
 STATE_VERSION = 2  # 2: the ":top" index
 MAX_PER_MESSAGE = 5
@@ -56,7 +56,7 @@ def count(ctx: Context, text: str) -> str | None:
     refused = found.pop(irc_lower(ctx.nick), None)
     granted = _votes.take(ctx.user_id or ctx.nick, len(found))
     if granted:
-        with atomic(ctx.state) as state:
+        with ctx.state.transaction() as state:
             for key, change in list(found.items())[:granted]:
                 record(state, key, change)
     return f"{ctx.nick}: no karma for yourself." if refused else None

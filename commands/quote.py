@@ -7,7 +7,7 @@ from typing import Any
 
 from bot.api import CommandError, Context, command
 
-from ._common import Quota, atomic, clip, now
+from ._common import Quota, clip, now
 
 PREFIX = "q:"
 MAX_TEXT = 400
@@ -36,7 +36,7 @@ def add(ctx: Context, text: str) -> str:
         raise CommandError(f"quote: at most {MAX_TEXT} characters, please")
     if not ctx.is_admin and not _adds.take(ctx.user_id or ctx.nick):
         raise CommandError(f"quote: at most {_adds.limit} new quotes an hour, please")
-    with atomic(ctx.state) as state:
+    with ctx.state.transaction() as state:
         number = state.get("next_id", 1)
         state["next_id"] = number + 1
         state[f"{PREFIX}{number}"] = {"id": number, "text": text, "by": ctx.nick, "at": now()}
@@ -70,7 +70,7 @@ def search(ctx: Context, word: str) -> list[str]:
 
 def delete(ctx: Context, number: str) -> str:
     key = f"{PREFIX}{int(number.lstrip('#'))}"
-    with atomic(ctx.state) as state:
+    with ctx.state.transaction() as state:
         q = state.get(key)
         if q is None:
             raise CommandError(f"quote: there is no quote #{number.lstrip('#')}")

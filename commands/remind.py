@@ -15,7 +15,7 @@ from typing import Any
 
 from bot.api import Bot, CommandError, Context, command
 
-from ._common import atomic, clip, format_duration, irc_lower, now, parse_duration, snapshot
+from ._common import clip, format_duration, irc_lower, now, parse_duration, snapshot
 
 MAX_DELAY = 365 * 86400
 MAX_PENDING = 20  # per user (ctx.user_id: a nick change does not reset it)
@@ -97,7 +97,7 @@ def remind(ctx: Context, args: str) -> str:
     if not 1 <= delay <= MAX_DELAY:
         raise CommandError("remind: pick a time between 1s and 365d")
     due = now() + delay
-    with atomic(ctx.state) as state:
+    with ctx.state.transaction() as state:
         if len(pending_of(state, ctx.nick, ctx.user_id)) >= MAX_PENDING:
             raise CommandError(f"remind: you already have {MAX_PENDING} reminders pending")
         if sum(1 for key in state if key.startswith(PREFIX)) >= MAX_TOTAL:
@@ -120,7 +120,7 @@ def remind(ctx: Context, args: str) -> str:
 
 def cancel(ctx: Context, number: str) -> str:
     key = f"{PREFIX}{number.lstrip('#')}"
-    with atomic(ctx.state) as state:
+    with ctx.state.transaction() as state:
         reminder = state.get(key)
         if reminder is None or not (ctx.is_admin or _by(reminder, ctx.nick, ctx.user_id)):
             raise CommandError(f"remind: you have no reminder {number}")

@@ -14,7 +14,7 @@ from typing import Any
 
 from bot.api import CommandError, Context, command, on_message
 
-from ._common import ago, atomic, clip, irc_lower, is_nick, now
+from ._common import ago, clip, irc_lower, is_nick, now
 
 MAX_PENDING = 10  # per recipient
 MAX_SENT = 10  # waiting from one sender
@@ -42,7 +42,7 @@ def tell(ctx: Context, args: str) -> str:
     message = {"from": ctx.nick, "by": sender, "text": clip(text, MAX_TEXT), "at": now()}
     if ctx.channel is None:
         message["private"] = True  # left in private: told in private
-    with atomic(ctx.state) as state:
+    with ctx.state.transaction() as state:
         pending: list[dict[str, Any]] = state.get(irc_lower(nick), [])
         if len(pending) >= MAX_PENDING:
             raise CommandError(f"tell: {nick} already has {len(pending)} messages waiting")
@@ -62,7 +62,7 @@ def deliver(ctx: Context, match: re.Match[str]) -> list[str]:
     key = irc_lower(ctx.nick)
     if key not in ctx.state:  # the common case, without taking the lock
         return []
-    with atomic(ctx.state) as state:
+    with ctx.state.transaction() as state:
         pending: list[dict[str, Any]] = state.pop(key, [])
         if pending:
             waiting = state.get(RECIPIENTS, 1) - 1

@@ -17,10 +17,12 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import threading
 import time
 import types
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from bot.api import Event, command_spec, listener_specs
+from bot.api import Event, State, command_spec, listener_specs
 from bot.loader import Loader
 
 COMMANDS = Path(__file__).resolve().parent.parent / "commands"
@@ -43,6 +45,39 @@ def load(name: str) -> types.ModuleType:
         modules = txn.execute([source], {name})
         txn.commit()
     return modules[name].module
+
+
+class FakeState(State):
+    """A test's dict as ``ctx.state``, with the ``transaction()`` the real state has
+    (the dict itself stays the test's to look at)."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+        self._lock = threading.RLock()
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.data[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    @contextmanager
+    def transaction(self) -> Iterator[FakeState]:
+        with self._lock:
+            yield self
+
+
+def as_state(state: Any) -> Any:
+    return state if hasattr(state, "transaction") else FakeState(state)
 
 
 @dataclass
@@ -61,6 +96,7 @@ class FakeContext:
 
     def __post_init__(self) -> None:
         self.user_id = self.user_id or f"{self.nick.lower()}@example.org"
+        self.state = as_state(self.state)
 
     def reply(self, text: str, *, private: bool = False) -> None:
         self.replies.append(f"(private) {text}" if private else text)
@@ -134,7 +170,7 @@ class FakeBot:
     def __init__(self, clock: FakeClock, state: dict[str, Any], module: str = "test") -> None:
         self.clock = clock
         self.module = module
-        self.state = state
+        self.state = as_state(state)
         self.log = logging.getLogger(f"commands.{module}")
         self.said: list[tuple[str, str]] = []
         self.timers: list[FakeTimer] = []

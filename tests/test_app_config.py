@@ -44,7 +44,7 @@ def test_an_overlay_survives_every_rehash(tmp_path: Path) -> None:
         assert app.config.server.host == "127.0.0.1"
         assert app.rehash() == "no changes"  # the overlay is not a change
         path.write_text(CONFIG.replace('prefix: "!"', 'prefix: "?"'))
-        assert app.rehash() == "applied prefix"
+        assert app.rehash() == "applied prefix = '?'"
         assert app.config.prefix == "?"
         assert app.config.server.port == 7000
         assert local_admin in app.config.admins
@@ -67,3 +67,36 @@ def test_a_broken_file_keeps_the_old_config_in_force(tmp_path: Path) -> None:
         assert app.config is before
     finally:
         close_app(app)
+
+
+def test_a_rehash_names_every_mistake_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(CONFIG)
+    (tmp_path / "commands").mkdir()
+    app = App(load_config(path), namespace=f"c_{uuid.uuid4().hex[:8]}", transport=NullTransport)
+    try:
+        before = app.config
+        path.write_text(CONFIG.replace("port: 6697", "port: many") + 'prefix: "?"\n')
+        assert app.rehash() == (
+            "not applied, old config kept: "
+            "config.yaml:1: server.port: expected a whole number from 1 to 65535, got 'many'"
+            " | config.yaml:8: prefix: given twice (first at line 4)"
+        )
+        assert app.config is before
+    finally:
+        close_app(app)
+
+
+def test_backups_start_when_the_config_asks_for_them(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from helpers import make_app
+
+    from bot.storage import Storage
+
+    started: list[tuple[object, ...]] = []
+    monkeypatch.setattr(Storage, "start_backups", lambda self, *args: started.append(args))
+    app = make_app(tmp_path, {}, backup={"interval": 3600, "keep": 3, "dir": "saved"})
+    close_app(app)
+    assert started == [(tmp_path / "saved", 3600.0, 3)]
+    app = make_app(tmp_path / "off", {})  # interval 0 (the default): none
+    close_app(app)
+    assert len(started) == 1

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
-from command_fakes import FakeClock, load
+from command_fakes import FakeClock, FakeState, load
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -55,20 +53,19 @@ def test_irc_lower_and_nicks() -> None:
     assert not common.is_nick("x" * 33)
 
 
-def test_atomic_on_a_plain_dict_serialises_threads() -> None:
-    state: dict[str, int] = {"n": 0}
+def test_snapshot_is_a_copy_read_in_one_transaction() -> None:
+    class Counting(FakeState):
+        opened = 0
 
-    def bump() -> None:
-        for _ in range(1000):
-            with common.atomic(state) as s:
-                s["n"] = s["n"] + 1
+        def transaction(self):  # type: ignore[no-untyped-def]
+            Counting.opened += 1
+            return super().transaction()
 
-    threads = [threading.Thread(target=bump) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert state["n"] == 4000
+    state = Counting({"a": 1})
+    copy = common.snapshot(state)
+    assert copy == {"a": 1} and Counting.opened == 1
+    copy["b"] = 2
+    assert "b" not in state
 
 
 def test_clip() -> None:

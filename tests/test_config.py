@@ -118,7 +118,7 @@ def test_diff_describes_what_a_running_bot_will_do() -> None:
     assert "server" in change.needs_reconnect
     text = change.describe()
     assert "joining #new" in text
-    assert "applied prefix" in text
+    assert "applied prefix = " in text
     assert "server: takes effect on the next reconnect" in text
     assert diff(old, parse(GOOD)).describe() == "no changes"
 
@@ -141,3 +141,18 @@ def test_keepalive_addressing_and_ctcp_keys() -> None:
     assert problems(GOOD + "ctcp: {verison: x}\n")[0].startswith(
         "config.yaml:8: ctcp.verison: unknown key"
     )
+
+
+def test_a_change_notice_says_new_values_but_never_secrets() -> None:
+    old = parse(GOOD)
+    new = parse(
+        GOOD.replace("nick: bot", "nick: bot2")
+        + "rate_limit: {burst: 3}\n"
+        + "sasl: {account: bot, password: hunter2}\n"
+        + "modules: {weather: {api_key: k3y}}\n"
+    )
+    text = diff(old, new).describe()
+    assert text.startswith("nick -> bot2; applied rate_limit = {burst: 3, per_second: 1.0")
+    assert "alt_nicks" not in text  # the default alternatives follow the nick
+    assert "sasl: takes effect on the next reconnect" in text and "modules" in text
+    assert "hunter2" not in text and "k3y" not in text

@@ -271,7 +271,7 @@ def test_admin_survives_a_rehash_and_irc_auth_is_unchanged(tmp_path: Path) -> No
     try:
         assert CONSOLE_RULE in app.config.admins
         config.write_text(config.read_text().replace("command_timeout: 3", "command_timeout: 4"))
-        assert app.rehash() == "applied command_timeout"  # the console rule is not a change
+        assert app.rehash() == "applied command_timeout = 4.0"  # the console rule is not a change
         assert CONSOLE_RULE in app.config.admins
         assert app.config.command_timeout == 4
     finally:

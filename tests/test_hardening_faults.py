@@ -143,6 +143,7 @@ def test_nick_in_use_then_regained_when_free(
         connection = app.connection
         wait_until(connection.registered.is_set, what="registration under another nick")
         assert connection.nick == f"{wanted}_"
+        wait_until(lambda: "#c" in connection.joined, what="the bot to join #c")
         holder.join("#c")
         holder.privmsg("#c", "!echo alt")
         holder.wait_for(rf"^:{wanted}_!\S+ PRIVMSG #c :alt$")

@@ -85,7 +85,7 @@ def test_the_configs_ignore_list_applies_live(running_bot, irc_client) -> None:
     pest = irc_client("pest")
     pest.join(bot.channel)
     bot.write_config(ignore=[f"{pest.nick}!*@127.0.0.1"])
-    assert bot.ask(boss, "!rehash") == "rehash: applied ignore"
+    assert bot.ask(boss, "!rehash") == f"rehash: applied ignore = [{pest.nick.lower()}!*@127.0.0.1]"
     mark = pest.mark()
     pest.privmsg(bot.channel, "!echo ignored")
     assert bot.ask(boss, "!echo sync", r"^sync$")

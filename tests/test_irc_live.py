@@ -195,7 +195,7 @@ def test_rehash_reports_changes_and_refuses_bad_config(running_bot, irc_client) 
     # A good change: applied at once, and the reply says what changed.
     bot.write_config(prefix="?", channels=[bot.channel, extra])
     reply = bot.ask(boss, "!rehash")
-    assert reply == f"rehash: joining {extra}; applied prefix", reply
+    assert reply == f"rehash: joining {extra}; applied prefix = '?'", reply
     other.wait_for(rf"^:{re.escape(bot.app.nick)}!\S+ JOIN :?{re.escape(extra)}$")
     assert bot.ask(boss, "?echo new prefix") == "new prefix"
     mark = user.mark()
@@ -217,14 +217,14 @@ def test_watch_can_be_toggled_live(running_bot, irc_client) -> None:
 
     mark = user.mark()
     bot.write_config(watch=True)
-    assert bot.wait_reply(user, mark, "^config.yaml: ") == "config.yaml: applied watch"
+    assert bot.wait_reply(user, mark, "^config.yaml: ") == "config.yaml: applied watch = True"
     bot.write("echo", echo_variant("c"))
     assert bot.wait_reply(user, mark, "^auto-reload: ") == "auto-reload: reloaded: echo"
     assert bot.ask(user, "!echo 2") == "c 2"
 
     mark = user.mark()
     bot.write_config(watch=False)
-    assert bot.wait_reply(user, mark, "^config.yaml: ") == "config.yaml: applied watch"
+    assert bot.wait_reply(user, mark, "^config.yaml: ") == "config.yaml: applied watch = False"
     bot.write("echo", echo_variant("d"))
     settle(bot, user)
     assert bot.ask(user, "!echo 3") == "c 3"
