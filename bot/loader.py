@@ -787,8 +787,18 @@ def _duplicates(
     """Every command name or alias claimed twice; blamed on the module being (re)loaded."""
     owners: dict[str, str | tuple[LoadedModule, CommandSpec]] = dict(reserved)
     errors = []
-    # Unchanged modules first, so a clash is reported at the file that introduced it.
-    for name in sorted(modules, key=lambda n: (n in fresh, n)):
+
+    # Unchanged modules first, then the least recently saved, so a clash is reported at
+    # the file that introduced it (at start-up every module is fresh: a new aroll.py
+    # that takes "roll" is blamed, not the dice.py that had it first).
+    def age(name: str) -> tuple[bool, int, str]:
+        try:
+            saved = os.stat(modules[name].path).st_mtime_ns
+        except OSError:
+            saved = 0
+        return name in fresh, saved, name
+
+    for name in sorted(modules, key=age):
         loaded = modules[name]
         for spec in loaded.commands:
             for alias in spec.names:

@@ -9,6 +9,7 @@ fixture, so it passes as generated.
 
 from __future__ import annotations
 
+import ast
 import json
 import keyword
 import os
@@ -114,6 +115,13 @@ def scaffold(name: str, *, config: Config | None = None, root: Path | None = Non
         commands_dir, prefix = base / "commands", "!"
     module = commands_dir / f"{name}.py"
     test = base / "tests" / f"test_{name}.py"
+    if module.exists():
+        raise ScaffoldError(
+            f"not overwriting {module}: {name!r} is a module already; pick another name"
+        )
+    owner = used_by(name, commands_dir)
+    if owner is not None:
+        raise ScaffoldError(f"{name!r} is already {owner}; pick another name")
     existing = [str(p) for p in (module, test) if p.exists()]
     if existing:
         raise ScaffoldError(f"not overwriting {' and '.join(existing)}; nothing was written")
@@ -143,6 +151,54 @@ def scaffold(name: str, *, config: Config | None = None, root: Path | None = Non
             path.unlink()
         raise ScaffoldError(f"not overwriting {exc.filename}; nothing was written") from None
     return Scaffold(module, test)
+
+
+def used_by(name: str, commands_dir: Path) -> str | None:
+    """Which module in ``commands_dir`` has a command ``name`` already
+    ("a command of commands/dice.py:52"), or None.
+
+    Reads the files' source without running any of it: a command is a function
+    decorated ``@command`` (its name, or ``name=``, and its ``aliases=``).
+    """
+    try:
+        files = sorted(commands_dir.glob("*.py"))
+    except OSError:
+        return None
+    for path in files:
+        for command, line in _commands_in(path):
+            if command == name:
+                return f"a command of {commands_dir.name}/{path.name}:{line}"
+    return None
+
+
+def _commands_in(path: Path) -> list[tuple[str, int]]:
+    """(name, line) of every command name and alias ``@command`` gives in ``path``."""
+    try:
+        tree = ast.parse(path.read_bytes())
+    except (OSError, SyntaxError, ValueError):
+        return []
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        for decorator in node.decorator_list:
+            call = decorator if isinstance(decorator, ast.Call) else None
+            target = call.func if call is not None else decorator
+            if not (
+                (isinstance(target, ast.Name) and target.id == "command")
+                or (isinstance(target, ast.Attribute) and target.attr == "command")
+            ):
+                continue
+            names = [node.name]
+            for keyword_ in call.keywords if call is not None else ():
+                value = keyword_.value
+                if keyword_.arg == "name" and isinstance(value, ast.Constant):
+                    names[0] = str(value.value)
+                elif keyword_.arg == "aliases" and isinstance(value, ast.List | ast.Tuple):
+                    names += [str(e.value) for e in value.elts if isinstance(e, ast.Constant)]
+            line = node.decorator_list[0].lineno  # where the loader says a command is
+            found += [(n.lower(), line) for n in names]
+    return found
 
 
 def _path_from(test: Path, module: Path) -> str:

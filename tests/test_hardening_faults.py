@@ -318,8 +318,8 @@ def test_channels_are_joined_several_to_a_line_and_paced(tmp_path: Path) -> None
             "JOIN " + ",".join(channels[i : i + 3]) for i in range(0, 18, 3)
         ]
         times = [session.times[n] for n in joins]
-        assert times[3] - times[0] < 0.5  # the burst
-        assert 1.6 < times[5] - times[3] < 3.0  # then one a second
+        assert times[3] - times[0] < 1.0  # the burst (however busy the machine)
+        assert times[5] - times[3] > 1.6  # then one a second, never faster
         assert last == session.lines[joins[-1]]
 
 

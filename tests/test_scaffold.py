@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -42,7 +44,8 @@ def test_new_command_without_a_config(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     module, test = tmp_path / "commands" / "roll.py", tmp_path / "tests" / "test_roll.py"
     assert result.stdout.startswith("wrote commands/roll.py and tests/test_roll.py\n")
-    assert "python -m bot --console" in result.stdout
+    assert "--console` (say !roll hello)" in result.stdout
+    assert "python -m bot" not in result.stdout  # works only in an activated venv
 
     source = module.read_text()
     assert source.startswith('"""roll: ')
@@ -142,3 +145,55 @@ def test_uses_the_config_in_the_current_directory(tmp_path: Path) -> None:
     result = run("-m", "bot", "new-command", "hello", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "cmds" / "hello.py").is_file()
+
+
+def shipped(tmp_path: Path) -> Path:
+    """A project with the shipped command modules."""
+    shutil.copytree(REPO / "commands", tmp_path / "commands")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("name", "owner"),
+    [("roll", "commands/dice.py:52"), ("math", "commands/calc.py:120"), ("pick", "choose.py")],
+)
+def test_refuses_a_command_name_a_module_has_already(tmp_path: Path, name: str, owner: str) -> None:
+    result = run("-m", "bot", "new-command", name, cwd=shipped(tmp_path))
+    assert result.returncode == 1
+    assert f"new-command: {name!r} is already a command of " in result.stderr
+    assert owner in result.stderr
+    assert not (tmp_path / "tests").exists()  # nothing written
+
+
+def test_refuses_the_name_of_a_module_file(tmp_path: Path) -> None:
+    with pytest.raises(ScaffoldError, match="'echo' is a module already"):
+        scaffold("echo", root=shipped(tmp_path))
+
+
+CLOCK = '''\
+from bot import api
+
+
+@api.command(name="now", aliases=("when",))
+def tell_time(ctx, args):
+    """now -- the time"""
+'''
+
+
+def test_a_name_given_with_name_or_aliases(tmp_path: Path) -> None:
+    commands = tmp_path / "commands"
+    commands.mkdir()
+    (commands / "clock.py").write_text(CLOCK)
+    for taken in ("now", "when"):
+        with pytest.raises(ScaffoldError, match=f"'{taken}' is already a command of"):
+            scaffold(taken, root=tmp_path)
+    assert scaffold("tell_time", root=tmp_path).module.is_file()  # the function's name is free
+
+
+def test_the_guides_first_example_name_is_free(tmp_path: Path) -> None:
+    guide = (REPO / "docs" / "writing-commands.md").read_text()
+    names = re.findall(r"reloadbot new-command (\w+)", guide)
+    assert names, "the guide's first example runs new-command"
+    result = run("-m", "bot", "new-command", names[0], cwd=shipped(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert f"# writes commands/{names[0]}.py and tests/test_{names[0]}.py" in guide

@@ -1,0 +1,82 @@
+"""Seen: when a nick was last around, and what they did."""
+
+from __future__ import annotations
+
+import re
+
+from bot.api import CommandError, Context, Event, command, on_event, on_message
+
+from ._common import ago, clip, irc_lower, is_nick, now
+
+MAX_TEXT = 200
+MAX_SPLIT = 2000  # nicks of one netsplit recorded at most
+
+
+def record(ctx: Context, nick: str, **what: str | None) -> None:
+    ctx.state[irc_lower(nick)] = {"nick": nick, "at": now(), **what}
+
+
+@on_message(r"")
+def heard(ctx: Context, match: re.Match[str]) -> None:
+    if ctx.channel is None:
+        return  # private messages stay private
+    record(ctx, ctx.nick, kind="say", channel=ctx.channel, text=clip(match.string, MAX_TEXT))
+
+
+@on_event("join", "part", "quit", "nick", "kick", "action", "away", "netsplit")
+def event(ctx: Context, event: Event) -> None:
+    text = clip(event.text, MAX_TEXT)
+    if event.kind == "action" and event.channel is None:
+        return  # private actions stay private too
+    if event.kind == "netsplit":  # one event for everyone the split took
+        for nick in event.nicks[:MAX_SPLIT]:
+            record(ctx, nick, kind="quit", channel=None, text=f"netsplit: {text}")
+        return
+    if event.kind == "nick":
+        record(ctx, event.nick, kind="nick", channel=None, text=event.text)
+        record(ctx, event.text, kind="renamed", channel=None, text=event.nick)
+    else:
+        record(ctx, event.nick, kind=event.kind, channel=event.channel, text=text)
+
+
+def describe(entry: dict[str, str]) -> str:
+    kind, channel, text = entry.get("kind"), entry.get("channel"), entry.get("text") or ""
+    where = f" in {channel}" if channel else ""
+    reason = f" ({text})" if text else ""
+    if kind == "say":
+        return f"{where}, saying: {text}"
+    if kind == "away":
+        return f", going away{reason}" if text else ", coming back"
+    if kind == "action":
+        return f"{where}, doing: * {entry.get('nick')} {text}"
+    if kind == "join":
+        return f", joining {channel}"
+    if kind == "part":
+        return f", leaving {channel}{reason}"
+    if kind == "quit":
+        return f", quitting{reason}"
+    if kind == "kick":
+        return f", being kicked from {channel}{reason}"
+    if kind == "nick":
+        return f", changing nick to {text}"
+    if kind == "renamed":
+        return f", changing nick from {text}"
+    return where
+
+
+@command
+def seen(ctx: Context, args: str) -> str:
+    """seen NICK -- when NICK was last seen, and what they were doing"""
+    nick = args.strip()
+    if not nick or " " in nick:
+        raise CommandError("usage: seen NICK")
+    if not is_nick(nick):
+        raise CommandError(f"seen: {clip(nick, 40)!r} is not a nick")
+    if irc_lower(nick) == irc_lower(ctx.nick):
+        return f"{ctx.nick}: that's you!"
+    if irc_lower(nick) == irc_lower(ctx.bot_nick):
+        return "I'm right here."
+    entry = ctx.state.get(irc_lower(nick))
+    if not entry:
+        return f"I haven't seen {nick}."
+    return f"{entry['nick']} was last seen {ago(entry['at'])}{describe(entry)}"
