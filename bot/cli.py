@@ -26,7 +26,7 @@ from bot.app import App
 from bot.auth import parse_admin_rule
 from bot.config import Config, ConfigError, load_config
 from bot.loader import format_exception
-from bot.storage import StateError, StateLocked
+from bot.storage import StateError, StateLocked, check_integrity
 
 log = logging.getLogger("bot")
 
@@ -287,6 +287,9 @@ def check(config: Config) -> int:
     try:
         report = app.load_all()
         problems = [str(p) for p in (*report.errors, *report.skipped)]
+        if config.state_db is not None:  # read-only, no lock: safe while the bot runs
+            damage = check_integrity(config.state_db)
+            problems += [damage] if damage else []
         for problem in problems:
             print(problem, file=sys.stderr)
         if problems:

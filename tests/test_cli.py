@@ -389,3 +389,13 @@ def test_a_second_bot_on_the_same_state_database_exits_2_with_one_line(tmp_path:
         reader.join(5)
         if first.stderr is not None:
             first.stderr.close()
+
+
+def test_check_reports_a_damaged_state_database(tmp_path: Path) -> None:
+    root = project(tmp_path, CONFIG + "state_db: state.sqlite3\n", hi=GOOD)
+    (root / "state.sqlite3").write_bytes(b"SQLite format 3\x00" + b"\xff" * 4000)
+    result = check(root)
+    assert result.returncode == 1
+    damaged = [line for line in result.stderr.splitlines() if "state.sqlite3" in line]
+    assert len(damaged) == 1, result.stderr
+    assert result.stderr.rstrip().endswith("1 problem found")
