@@ -97,6 +97,8 @@ class Script:
     join: Callable[[Session, str], None] | None = None
     #: Send nothing at all, ever (a server that accepts and then says nothing).
     silent: bool = False
+    #: More ISUPPORT tokens for the 005 sent with the welcome (e.g. "TARGMAX=JOIN:3").
+    isupport: str = ""
 
 
 class Session:
@@ -335,7 +337,8 @@ class Session:
         if self._cap_negotiating and self.script.hold_for_cap_end:
             return
         self._reply(f"001 {self.nick} :Welcome to the fake network {self.mask}")
-        self._reply(f"005 {self.nick} CHANTYPES=# PREFIX=(ov)@+ NICKLEN=30 :are supported")
+        extra = f" {self.script.isupport}" if self.script.isupport else ""
+        self._reply(f"005 {self.nick} CHANTYPES=# PREFIX=(ov)@+ NICKLEN=30{extra} :are supported")
         self._reply(f"376 {self.nick} :End of MOTD")
         self.registered.set()
 

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from command_fakes import COMMANDS, FakeContext, load, run
-
-from bot.api import CommandError
 
 if TYPE_CHECKING:
     from bot.testing import LoadCommand
 
-choose = load("choose")
+COMMANDS = Path(__file__).resolve().parents[1] / "commands"
+CHOOSE = COMMANDS / "choose.py"
 
 
 @pytest.mark.parametrize(
@@ -25,23 +24,35 @@ choose = load("choose")
         ("", []),
     ],
 )
-def test_options(text: str, expected: list[str]) -> None:
-    assert choose.options(text) == expected
+def test_options(load_command: LoadCommand, text: str, expected: list[str]) -> None:
+    bot = load_command(CHOOSE)
+    assert bot.module.options(text) == expected
 
 
-def test_picks_one_of_them() -> None:
-    picks = {run(choose, "choose", "a | b | c", FakeContext())[0] for _ in range(200)}
+def test_picks_one_of_them(load_command: LoadCommand) -> None:
+    bot = load_command(CHOOSE)
+    picks = set()
+    for _ in range(200):
+        reply = bot.say("!choose a | b | c")
+        assert len(reply) == 1
+        picks.add(reply[0])
     assert picks == {"a", "b", "c"}
 
 
-@pytest.mark.parametrize(("text", "message"), [("", "usage: choose"), ("x", "at least two")])
-def test_too_few_options(text: str, message: str) -> None:
-    with pytest.raises(CommandError, match=message):
-        run(choose, "choose", text, FakeContext())
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("!choose", "usage: choose a | b | c (or a, b, c, or a b c)"),
+        ("!choose x", "choose: give me at least two options"),
+    ],
+)
+def test_too_few_options(load_command: LoadCommand, text: str, message: str) -> None:
+    bot = load_command(CHOOSE)
+    assert bot.say(text) == [message]
 
 
 def test_choose_through_the_bot(load_command: LoadCommand) -> None:
-    bot = load_command(COMMANDS / "choose.py")
+    bot = load_command(CHOOSE)
     assert bot.say("!choose tea | coffee")[0] in ("tea", "coffee")
     assert bot.say("!pick tea, tea") == ["tea"]
     assert bot.say("!choose tea") == ["choose: give me at least two options"]

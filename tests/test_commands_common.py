@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
+import time
+import uuid
+from pathlib import Path
+
 import pytest
-from command_fakes import FakeClock, FakeState, load
 from hypothesis import given
 from hypothesis import strategies as st
 
-common = load("_common")
+from bot.loader import Loader
+from bot.storage import Storage
+
+COMMANDS = Path(__file__).resolve().parents[1] / "commands"
+
+
+def _load_helper(name: str):  # type: ignore[no-untyped-def]
+    """A fresh execution of ``commands/<name>.py``, as the bot's loader runs it."""
+    loader = Loader(COMMANDS, f"cmdtest_{uuid.uuid4().hex}")
+    source = loader.source(name)
+    assert source is not None, f"no commands/{name}.py"
+    with loader.transaction({}) as txn:
+        modules = txn.execute([source], {name})
+        txn.commit()
+    return modules[name].module
+
+
+common = _load_helper("_common")
 
 
 @pytest.mark.parametrize(
@@ -39,9 +59,10 @@ def test_format_then_parse_roughly_round_trips(seconds: int) -> None:
 
 
 def test_ago(monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = FakeClock(monkeypatch)
-    assert common.ago(clock.now) == "just now"
-    assert common.ago(clock.now - 90) == "1m 30s ago"
+    now = 1_700_000_000.0
+    monkeypatch.setattr(time, "time", lambda: now)
+    assert common.ago(now) == "just now"
+    assert common.ago(now - 90) == "1m 30s ago"
 
 
 def test_irc_lower_and_nicks() -> None:
@@ -53,19 +74,18 @@ def test_irc_lower_and_nicks() -> None:
     assert not common.is_nick("x" * 33)
 
 
-def test_snapshot_is_a_copy_read_in_one_transaction() -> None:
-    class Counting(FakeState):
-        opened = 0
-
-        def transaction(self):  # type: ignore[no-untyped-def]
-            Counting.opened += 1
-            return super().transaction()
-
-    state = Counting({"a": 1})
+def test_snapshot_is_a_copy_read_in_one_transaction(monkeypatch: pytest.MonkeyPatch) -> None:
+    storage = Storage(":memory:")
+    state = storage.state("x")
+    state["a"] = 1
+    opened = []
+    real = type(state).transaction
+    monkeypatch.setattr(type(state), "transaction", lambda self: opened.append(1) or real(self))
     copy = common.snapshot(state)
-    assert copy == {"a": 1} and Counting.opened == 1
+    assert copy == {"a": 1} and opened == [1]
     copy["b"] = 2
     assert "b" not in state
+    storage.close()
 
 
 def test_clip() -> None:

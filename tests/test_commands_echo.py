@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
-
-from command_fakes import COMMANDS
 
 if TYPE_CHECKING:
     from bot.testing import LoadCommand
+
+COMMANDS = Path(__file__).resolve().parents[1] / "commands"
 
 
 def test_echo_says_it_back_where_it_was_said(load_command: LoadCommand) -> None:

@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from command_fakes import COMMANDS, FakeContext, hear, load, run
-
-from bot.api import CommandError
 
 if TYPE_CHECKING:
-    from bot.testing import LoadCommand
+    from collections.abc import MutableMapping
 
-karma = load("karma")
+    from bot.message import Source
+    from bot.testing import CommandBot, LoadCommand
+
+COMMANDS = Path(__file__).resolve().parents[1] / "commands"
+KARMA = COMMANDS / "karma.py"
+
+
+def own_hosts(monkeypatch: pytest.MonkeyPatch, bot: CommandBot, hosts: dict[str, str]) -> None:
+    """Give these nicks a user@host of their own (``ctx.user_id``): bot.testing gives every
+    nick the same one, so all of a test's nicks are one user to per-user limits."""
+    original = bot._source
+
+    def source(nick: str, admin: bool) -> Source:
+        found = original(nick, admin)
+        if nick not in hosts:
+            return found
+        user, _, host = hosts[nick].partition("@")
+        return dataclasses.replace(found, user=user, host=host)
+
+    monkeypatch.setattr(bot, "_source", source)
 
 
 @pytest.mark.parametrize(
@@ -31,97 +48,112 @@ karma = load("karma")
         ("no votes here", {}),
     ],
 )
-def test_votes(text: str, expected: dict[str, int]) -> None:
-    assert karma.votes(text) == expected
+def test_votes(load_command: LoadCommand, text: str, expected: dict[str, int]) -> None:
+    bot = load_command(KARMA)
+    assert bot.module.votes(text) == expected
+    assert bot.say(text, nick="zed") == []
+    assert scores(bot.state) == expected
 
 
-def test_votes_are_capped_per_message() -> None:
-    assert len(karma.votes(" ".join(f"n{i}++" for i in range(20)))) == karma.MAX_PER_MESSAGE
+def test_votes_are_capped_per_message(load_command: LoadCommand) -> None:
+    bot = load_command(KARMA)
+    text = " ".join(f"n{i}++" for i in range(20))
+    assert len(bot.module.votes(text)) == bot.module.MAX_PER_MESSAGE
+    bot.say(text)
+    assert len(scores(bot.state)) == bot.module.MAX_PER_MESSAGE
 
 
-def test_give_and_look() -> None:
-    state: dict[str, object] = {}
-    assert hear(karma, "bob++ nice one", FakeContext(nick="alice", state=state)) == []
-    hear(karma, "BOB++", FakeContext(nick="carol", state=state))
-    hear(karma, "dave--", FakeContext(nick="carol", state=state))
-    assert run(karma, "karma", "Bob", FakeContext(state=state)) == ["Bob has 2 karma."]
-    assert run(karma, "karma", "dave", FakeContext(state=state)) == ["dave has -1 karma."]
-    assert run(karma, "karma", "nobody", FakeContext(state=state)) == ["nobody has 0 karma."]
-    assert run(karma, "karma", "", FakeContext(state=state)) == ["top karma: bob 2, dave -1"]
+def test_give_and_look(load_command: LoadCommand) -> None:
+    bot = load_command(KARMA)
+    assert bot.say("bob++ nice one", nick="alice") == []
+    bot.say("BOB++", nick="carol")
+    bot.say("dave--", nick="carol")
+    assert bot.say("!karma Bob") == ["Bob has 2 karma."]
+    assert bot.say("!karma dave") == ["dave has -1 karma."]
+    assert bot.say("!karma nobody") == ["nobody has 0 karma."]
+    assert bot.say("!karma") == ["top karma: bob 2, dave -1"]
 
 
-def scores(state: dict[str, object]) -> dict[str, object]:
+def scores(state: MutableMapping[str, Any]) -> dict[str, object]:
     return {k: v for k, v in state.items() if not k.startswith(":")}
 
 
-def test_one_vote_per_name_and_message() -> None:
-    state: dict[str, object] = {}
-    hear(karma, "bob++ bob++ bob++", FakeContext(nick="alice", state=state))
-    assert scores(state) == {"bob": 1}
+def test_one_vote_per_name_and_message(load_command: LoadCommand) -> None:
+    bot = load_command(KARMA)
+    bot.say("bob++ bob++ bob++", nick="alice")
+    assert scores(bot.state) == {"bob": 1}
 
 
-def test_no_self_karma() -> None:
-    state: dict[str, object] = {}
-    ctx = FakeContext(nick="Alice", state=state)
-    assert hear(karma, "alice++ bob++", ctx) == ["Alice: no karma for yourself."]
-    assert scores(state) == {"bob": 1}
+def test_no_self_karma(load_command: LoadCommand) -> None:
+    bot = load_command(KARMA)
+    assert bot.say("alice++ bob++", nick="Alice") == ["Alice: no karma for yourself."]
+    assert scores(bot.state) == {"bob": 1}
 
 
-def test_not_in_private() -> None:
-    state: dict[str, object] = {}
-    assert hear(karma, "bob++", FakeContext(channel=None, state=state)) == []
-    assert state == {}
+def test_not_in_private(load_command: LoadCommand) -> None:
+    bot = load_command(KARMA)
+    before = dict(bot.state)  # the empty index migrate made at load
+    assert bot.say("bob++", channel=None) == []
+    assert dict(bot.state) == before
 
 
-def test_votes_per_user_are_capped_across_nick_changes() -> None:
-    state: dict[str, object] = {}
-    for n in range(karma.VOTES_PER_HOUR + 10):
-        hear(karma, f"name{n}++", FakeContext(nick=f"voter{n}", user_id="flood@host", state=state))
-    assert len(scores(state)) == karma.VOTES_PER_HOUR  # one user, however many nicks
-    hear(karma, "other++", FakeContext(nick="x", user_id="someone@else", state=state))
-    assert state["other"] == 1
+def test_votes_per_user_are_capped_across_nick_changes(
+    load_command: LoadCommand, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bot = load_command(KARMA)
+    limit = bot.module.VOTES_PER_HOUR
+    hosts = {f"voter{n}": "flood@host" for n in range(limit + 10)}
+    own_hosts(monkeypatch, bot, {**hosts, "x": "someone@else"})
+    for n in range(limit + 10):
+        bot.say(f"name{n}++", nick=f"voter{n}")
+    assert len(scores(bot.state)) == limit  # one user, however many nicks
+    bot.say("other++", nick="x")
+    assert bot.state["other"] == 1
 
 
-def test_the_table_stops_growing_at_max_names(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(karma, "MAX_NAMES", 3)
-    state: dict[str, object] = {}
+def test_the_table_stops_growing_at_max_names(
+    load_command: LoadCommand, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bot = load_command(KARMA)
+    monkeypatch.setattr(bot.module, "MAX_NAMES", 3)
+    own_hosts(monkeypatch, bot, {f"u{n}": f"u{n}@h" for n in range(5)} | {"late": "late@h"})
     for n in range(5):
-        hear(karma, f"n{n}++", FakeContext(user_id=f"u{n}@h", state=state))
-    hear(karma, "n0++", FakeContext(user_id="late@h", state=state))
-    assert scores(state) == {"n0": 2, "n1": 1, "n2": 1}  # known names still count
+        bot.say(f"n{n}++", nick=f"u{n}")
+    bot.say("n0++", nick="late")
+    assert scores(bot.state) == {"n0": 2, "n1": 1, "n2": 1}  # known names still count
 
 
-class NoScan(dict):  # type: ignore[type-arg]
-    """A state that fails if anyone reads all of it."""
-
-    def items(self):  # type: ignore[no-untyped-def]
-        raise AssertionError("the whole table was read")
-
-    __iter__ = keys = values = items  # type: ignore[assignment]
+def no_scan(*args: object, **kwargs: object) -> Any:
+    raise AssertionError("the whole table was read")
 
 
-def test_top_reads_a_small_index_built_once_by_migrate() -> None:
+def test_top_reads_a_small_index_built_once_by_migrate(
+    load_command: LoadCommand, monkeypatch: pytest.MonkeyPatch
+) -> None:
     old = {f"n{i}": i for i in range(500)}  # a state from before the index
-    karma.migrate(old, None)
-    assert old[":top"][:2] == [["n499", 499], ["n498", 498]] and old[":names"] == 500
-    state = NoScan(old)
-    assert run(karma, "karma", "", FakeContext(state=state)) == [
-        "top karma: n499 499, n498 498, n497 497, n496 496, n495 495"
-    ]
-    hear(karma, "n0++ n0++ zed++", FakeContext(state=state))  # a vote keeps the index
+    bot = load_command(KARMA, state=old)  # loading it runs migrate
+    assert bot.state[":top"][:2] == [["n499", 499], ["n498", 498]]
+    assert bot.state[":names"] == 500
+    with monkeypatch.context() as m:  # a state that fails if anyone reads all of it
+        for name in ("copy", "items", "keys", "values", "__iter__"):
+            m.setattr(type(bot.state), name, no_scan)
+        assert bot.say("!karma") == ["top karma: n499 499, n498 498, n497 497, n496 496, n495 495"]
+        assert bot.say("n0++ n0++ zed++") == []  # a vote keeps the index
+        assert bot.state["n0"] == 1 and bot.state["zed"] == 1
+        assert bot.state[":names"] == 501
 
 
-def test_bad_input_and_empty() -> None:
-    assert run(karma, "karma", "", FakeContext()) == ["nobody has any karma yet."]
-    with pytest.raises(CommandError, match=r"usage: karma \[NICK\]"):
-        run(karma, "karma", "a b", FakeContext())
+def test_bad_input_and_empty(load_command: LoadCommand) -> None:
+    bot = load_command(KARMA)
+    assert bot.say("!karma") == ["nobody has any karma yet."]
+    assert bot.say("!karma a b") == ["usage: karma [NICK]"]
 
 
 # -- through the bot (bot.testing) -----------------------------------------------------
 
 
 def test_karma_through_the_bot(load_command: LoadCommand, tmp_path: Path) -> None:
-    bot = load_command(COMMANDS / "karma.py", state_db=tmp_path / "state.sqlite3")
+    bot = load_command(KARMA, state_db=tmp_path / "state.sqlite3")
     assert bot.say("bob++ for the fix", nick="alice") == []
     assert bot.say("bob++", nick="carol") == []
     assert bot.say("Alice++ carol--", nick="alice") == ["alice: no karma for yourself."]
@@ -134,7 +166,7 @@ def test_karma_through_the_bot(load_command: LoadCommand, tmp_path: Path) -> Non
 
 
 def test_votes_in_actions_count_in_channels(load_command: LoadCommand) -> None:
-    bot = load_command(COMMANDS / "karma.py")
+    bot = load_command(KARMA)
     assert bot.event("action", nick="alice", text="thanks bob++ for the fix") == []
     assert bot.event("action", nick="bob", text="gives bob++") == ["bob: no karma for yourself."]
     assert bot.event("action", nick="carol", channel=None, text="bob++") == []

@@ -2,46 +2,53 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from command_fakes import COMMANDS, FakeContext, load, run
-
-from bot.api import CommandError
-from commands._common import Quota
 
 if TYPE_CHECKING:
-    from bot.testing import LoadCommand
+    from bot.message import Source
+    from bot.testing import CommandBot, LoadCommand
 
-quote = load("quote")
-
-
-@pytest.fixture(autouse=True)
-def fresh_quota(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test starts with its users' add quota unused."""
-    monkeypatch.setattr(quote, "_adds", Quota(quote.ADDS_PER_HOUR, 3600))
+COMMANDS = Path(__file__).resolve().parents[1] / "commands"
+QUOTE = COMMANDS / "quote.py"
 
 
-def test_add_get_random_search() -> None:
-    state: dict[str, object] = {}
-    ctx = FakeContext(state=state)
-    assert run(quote, "quote", "", ctx) == ["no quotes yet; add one with: quote add TEXT"]
-    assert run(quote, "quote", "add  <bob>   it works on my machine", ctx) == ["added quote #1."]
-    assert run(quote, "quote", "add <carol> ship it", ctx) == ["added quote #2."]
-    assert run(quote, "quote", "1", ctx) == ["#1: <bob> it works on my machine"]
-    assert run(quote, "quote", "#2", ctx) == ["#2: <carol> ship it"]
-    assert run(quote, "quote", "search MACHINE", ctx) == ["#1: <bob> it works on my machine"]
-    assert run(quote, "quote", "search nothing", ctx) == ["no quote mentions 'nothing'."]
-    picks = {run(quote, "quote", "", ctx)[0] for _ in range(100)}
+def own_hosts(monkeypatch: pytest.MonkeyPatch, bot: CommandBot, hosts: dict[str, str]) -> None:
+    """Give these nicks a user@host of their own (``ctx.user_id``): bot.testing gives every
+    nick the same one, so all of a test's nicks are one user to per-user limits."""
+    original = bot._source
+
+    def source(nick: str, admin: bool) -> Source:
+        found = original(nick, admin)
+        if nick not in hosts:
+            return found
+        user, _, host = hosts[nick].partition("@")
+        return dataclasses.replace(found, user=user, host=host)
+
+    monkeypatch.setattr(bot, "_source", source)
+
+
+def test_add_get_random_search(load_command: LoadCommand) -> None:
+    bot = load_command(QUOTE)
+    assert bot.say("!quote") == ["no quotes yet; add one with: quote add TEXT"]
+    assert bot.say("!quote add  <bob>   it works on my machine") == ["added quote #1."]
+    assert bot.say("!quote add <carol> ship it") == ["added quote #2."]
+    assert bot.say("!quote 1") == ["#1: <bob> it works on my machine"]
+    assert bot.say("!quote #2") == ["#2: <carol> ship it"]
+    assert bot.say("!quote search MACHINE") == ["#1: <bob> it works on my machine"]
+    assert bot.say("!quote search nothing") == ["no quote mentions 'nothing'."]
+    picks = {bot.say("!quote")[0] for _ in range(100)}
     assert picks == {"#1: <bob> it works on my machine", "#2: <carol> ship it"}
 
 
-def test_search_shows_three_and_counts_the_rest() -> None:
-    ctx = FakeContext()
+def test_search_shows_three_and_counts_the_rest(load_command: LoadCommand) -> None:
+    bot = load_command(QUOTE)
     for i in range(6):
-        run(quote, "quote", f"add foo {i}", ctx)
-    assert run(quote, "quote", "search foo", ctx) == [
+        bot.say(f"!quote add foo {i}")
+    assert bot.say("!quote search foo") == [
         "#1: foo 0",
         "#2: foo 1",
         "#3: foo 2",
@@ -49,59 +56,73 @@ def test_search_shows_three_and_counts_the_rest() -> None:
     ]
 
 
-def test_delete_by_author_or_admin_only() -> None:
-    state: dict[str, object] = {}
-    run(quote, "quote", "add one", FakeContext(nick="alice", state=state))
-    run(quote, "quote", "add two", FakeContext(nick="alice", state=state))
-    with pytest.raises(CommandError, match="only channel ops, admins and whoever added it"):
-        run(quote, "quote", "del 1", FakeContext(nick="bob", state=state))
-    assert run(quote, "quote", "del 1", FakeContext(nick="alice", state=state)) == [
-        "deleted quote #1."
+def test_delete_by_author_or_admin_only(load_command: LoadCommand) -> None:
+    bot = load_command(QUOTE)
+    bot.say("!quote add one", nick="alice")
+    bot.say("!quote add two", nick="alice")
+    assert bot.say("!quote del 1", nick="bob") == [
+        "quote: only channel ops, admins and whoever added it can delete a quote"
     ]
-    assert run(quote, "quote", "delete #2", FakeContext(nick="bob", is_admin=True, state=state))
-    with pytest.raises(CommandError, match="there is no quote #1"):
-        run(quote, "quote", "1", FakeContext(state=state))
+    assert bot.say("!quote del 1", nick="alice") == ["deleted quote #1."]
+    assert bot.say("!quote delete #2", nick="bob", admin=True) == ["deleted quote #2."]
+    assert bot.say("!quote 1") == ["quote: there is no quote #1"]
     # numbers are never reused
-    assert run(quote, "quote", "add three", FakeContext(state=state)) == ["added quote #3."]
+    assert bot.say("!quote add three") == ["added quote #3."]
 
 
-def test_a_channel_op_may_delete_any_quote() -> None:
-    state: dict[str, object] = {}
-    run(quote, "quote", "add one", FakeContext(nick="alice", state=state))
-    ctx = FakeContext(nick="bob", is_op=True, state=state)
-    assert run(quote, "quote", "del 1", ctx) == ["deleted quote #1."]
+def test_a_channel_op_may_delete_any_quote(
+    load_command: LoadCommand, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bot = load_command(QUOTE)
+    bot.say("!quote add one", nick="alice")
+
+    # bot.testing tracks no channel modes (its transport has no member list): a local
+    # stand-in for the connection's tracking gives bob +o in the bot's channel.
+    def modes_of(channel: str | None, nick: str) -> frozenset[str]:
+        return frozenset("o") if (channel, nick) == (bot.channel, "bob") else frozenset()
+
+    monkeypatch.setattr(bot.app, "modes_of", modes_of)
+    assert bot.say("!quote del 1", nick="bob", channel=None) == [
+        "quote: only channel ops, admins and whoever added it can delete a quote"
+    ]  # not an op in private
+    assert bot.say("!quote del 1", nick="bob") == ["deleted quote #1."]
 
 
-def test_adds_are_limited_per_user_but_not_for_admins(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(quote, "_adds", Quota(2, 3600))
-    state: dict[str, object] = {}
+def test_adds_are_limited_per_user_but_not_for_admins(
+    load_command: LoadCommand, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bot = load_command(QUOTE)
+    monkeypatch.setattr(bot.module, "_adds", bot.module.Quota(2, 3600))
+    own_hosts(monkeypatch, bot, {"bob": "bob@elsewhere.invalid"})
     for text in ("one", "two"):
-        run(quote, "quote", f"add {text}", FakeContext(nick="alice", state=state))
-    with pytest.raises(CommandError, match="at most 2 new quotes an hour"):
-        run(quote, "quote", "add three", FakeContext(nick="alice", state=state))
+        bot.say(f"!quote add {text}", nick="alice")
+    assert bot.say("!quote add three", nick="alice") == [
+        "quote: at most 2 new quotes an hour, please"
+    ]
     # another user, counted apart; an admin is never limited
-    assert run(quote, "quote", "add three", FakeContext(nick="bob", state=state))
-    for text in ("four", "five", "six"):
-        assert run(
-            quote, "quote", f"add {text}", FakeContext(nick="alice", is_admin=True, state=state)
-        )
+    assert bot.say("!quote add three", nick="bob") == ["added quote #3."]
+    for n, text in enumerate(("four", "five", "six"), start=4):
+        assert bot.say(f"!quote add {text}", nick="alice", admin=True) == [f"added quote #{n}."]
+
+
+USAGE = None  # stands for bot.module.USAGE in the table below
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         ("add", "usage: quote add TEXT"),
-        ("add " + "x" * 401, "at most 400 characters"),
+        ("add " + "x" * 401, "quote: at most 400 characters, please"),
         ("search", "usage: quote search WORD"),
-        ("7", "there is no quote #7"),
-        ("del x", "usage: quote"),
-        ("frobnicate", "usage: quote"),
-        ("1 2", "usage: quote"),
+        ("7", "quote: there is no quote #7"),
+        ("del x", USAGE),
+        ("frobnicate", USAGE),
+        ("1 2", USAGE),
     ],
 )
-def test_bad_input(args: str, message: str) -> None:
-    with pytest.raises(CommandError, match=message):
-        run(quote, "quote", args, FakeContext())
+def test_bad_input(load_command: LoadCommand, args: str, message: str | None) -> None:
+    bot = load_command(QUOTE)
+    assert bot.say(f"!quote {args}") == [message or bot.module.USAGE]
 
 
 # -- through the bot (bot.testing) -----------------------------------------------------
@@ -111,7 +132,7 @@ def test_quotes_through_the_bot_survive_reload_and_restart(
     load_command: LoadCommand, tmp_path: Path
 ) -> None:
     db = tmp_path / "state.sqlite3"
-    bot = load_command(COMMANDS / "quote.py", state_db=db)
+    bot = load_command(QUOTE, state_db=db)
     assert bot.say("!quote add <bob> works for me") == ["added quote #1."]
     bot.reload(force=True)
     assert bot.say("!quote add <carol> ship it") == ["added quote #2."]
@@ -119,7 +140,7 @@ def test_quotes_through_the_bot_survive_reload_and_restart(
     assert bot.say("!quote 9") == ["quote: there is no quote #9"]
     bot.close()
 
-    again = load_command(COMMANDS / "quote.py", state_db=db)
+    again = load_command(QUOTE, state_db=db)
     assert again.say("!quote search SHIP") == ["#2: <carol> ship it"]
     assert again.say("!quote")[0] in ("#1: <bob> works for me", "#2: <carol> ship it")
     assert again.say("!quote del 1", nick="mallory") == [

@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from command_fakes import COMMANDS, FakeClock, FakeContext, load, run
-
-from bot.api import CommandError
 
 if TYPE_CHECKING:
     from bot.testing import LoadCommand
 
-timecmd = load("timecmd")
+COMMANDS = Path(__file__).resolve().parents[1] / "commands"
+TIMECMD = COMMANDS / "timecmd.py"
 
 NOON = 1_700_049_600.0  # 2023-11-15 12:00:00 UTC, a Wednesday
 
 
 @pytest.fixture(autouse=True)
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    return FakeClock(monkeypatch, start=NOON)
+def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The module reads the wall clock (time.time()); stop it at NOON."""
+    monkeypatch.setattr(time, "time", lambda: NOON)
 
 
 @pytest.mark.parametrize(
@@ -36,18 +37,32 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
         ("Pacific/Kiritimati", "2023-11-16 02:00:00 Pacific/Kiritimati, UTC+14:00 (Thursday)"),
     ],
 )
-def test_time(args: str, reply: str) -> None:
-    assert run(timecmd, "time", args, FakeContext()) == [reply]
+def test_time(load_command: LoadCommand, args: str, reply: str) -> None:
+    bot = load_command(TIMECMD)
+    assert bot.say(f"!time {args}".rstrip()) == [reply]
 
 
-@pytest.mark.parametrize("zone", ["Mars/Olympus", "../../etc/passwd", "UTC+15", "+01:75", "x" * 99])
-def test_unknown_zone(zone: str) -> None:
-    with pytest.raises(CommandError, match="time: "):
-        run(timecmd, "time", zone, FakeContext())
+UNKNOWN = "time: unknown time zone {!r} (try e.g. Europe/Berlin or UTC+2)"
+NO_OFFSET = "time: {!r} is not a UTC offset"
+
+
+@pytest.mark.parametrize(
+    ("zone", "message"),
+    [
+        ("Mars/Olympus", UNKNOWN.format("Mars/Olympus")),
+        ("../../etc/passwd", UNKNOWN.format("../../etc/passwd")),
+        ("UTC+15", NO_OFFSET.format("UTC+15")),
+        ("+01:75", NO_OFFSET.format("+01:75")),
+        ("x" * 99, UNKNOWN.format("x" * 39 + "…")),  # clipped to 40 characters
+    ],
+)
+def test_unknown_zone(load_command: LoadCommand, zone: str, message: str) -> None:
+    bot = load_command(TIMECMD)
+    assert bot.say(f"!time {zone}") == [message]
 
 
 def test_time_through_the_bot(load_command: LoadCommand) -> None:
-    bot = load_command(COMMANDS / "timecmd.py")
+    bot = load_command(TIMECMD)
     assert bot.say("!time Asia/Tokyo") == [
         "2023-11-15 21:00:00 Asia/Tokyo (JST), UTC+09:00 (Wednesday)"
     ]

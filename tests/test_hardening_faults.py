@@ -306,12 +306,9 @@ def test_channels_are_joined_several_to_a_line_and_paced(tmp_path: Path) -> None
     """TARGMAX=JOIN:3 and eighteen channels: six JOIN lines, four at once, then one a
     second (so hundreds of channels neither flood the server nor bury a command)."""
     channels = [f"#c{n:02d}" for n in range(18)]
-    script = Script()
+    script = Script(isupport="TARGMAX=JOIN:3,PRIVMSG:4")
     with FakeServer(script) as server, running_app(tmp_path, server.port, channels=channels):
-        session = server.wait_session(0)
-        session.wait_for(r"^USER ")
-        session.send(":fake.test 005 testbot TARGMAX=JOIN:3,PRIVMSG:4 :are supported")
-        server.wait_registered()
+        session = server.wait_registered()
         last = session.wait_for(r"^JOIN #c15,#c16,#c17$", timeout=5)
         joins = [n for n, line in enumerate(session.lines) if line.startswith("JOIN ")]
         assert [session.lines[n] for n in joins] == [

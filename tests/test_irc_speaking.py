@@ -5,11 +5,14 @@ private."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from command_fakes import COMMANDS
 from ircclient import parse
 
 pytestmark = pytest.mark.integration
+
+COMMANDS = Path(__file__).resolve().parents[1] / "commands"
 
 SPEAKER = '''
 from bot.api import command, on_event
