@@ -37,7 +37,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from concurrent.futures import wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from types import ModuleType
@@ -203,6 +203,10 @@ class CommandBot:
     channel: str  # where ``say`` talks unless told otherwise
     sent: list[Sent]  # every line the bot sent, oldest first
     scratch: Path | None = None  # a temporary folder of ours, removed by close()
+    #: nick -> its own ``user@host``. Nicks not here all share one, so to per-user
+    #: limits (``ctx.user_id``) they are one user changing nicks; give two nicks two
+    #: hosts to test two users.
+    hosts: dict[str, str] = field(default_factory=dict)
 
     # -- making one ---------------------------------------------------------------
 
@@ -439,7 +443,8 @@ class CommandBot:
     def _source(self, nick: str, admin: bool) -> Source:
         from bot.message import Source
 
-        return Source(nick, TEST_USER, TEST_HOST, TEST_ACCOUNT if admin else None)
+        user, _, host = self.hosts.get(nick, f"{TEST_USER}@{TEST_HOST}").partition("@")
+        return Source(nick, user, host, TEST_ACCOUNT if admin else None)
 
     def _step(self, act: Callable[[], None], wait: bool, timeout: float, what: str) -> list[str]:
         """Do ``act`` as the connection thread would, wait for the jobs it started, drain."""

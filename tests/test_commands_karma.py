@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,26 +10,10 @@ import pytest
 if TYPE_CHECKING:
     from collections.abc import MutableMapping
 
-    from bot.message import Source
-    from bot.testing import CommandBot, LoadCommand
+    from bot.testing import LoadCommand
 
 COMMANDS = Path(__file__).resolve().parents[1] / "commands"
 KARMA = COMMANDS / "karma.py"
-
-
-def own_hosts(monkeypatch: pytest.MonkeyPatch, bot: CommandBot, hosts: dict[str, str]) -> None:
-    """Give these nicks a user@host of their own (``ctx.user_id``): bot.testing gives every
-    nick the same one, so all of a test's nicks are one user to per-user limits."""
-    original = bot._source
-
-    def source(nick: str, admin: bool) -> Source:
-        found = original(nick, admin)
-        if nick not in hosts:
-            return found
-        user, _, host = hosts[nick].partition("@")
-        return dataclasses.replace(found, user=user, host=host)
-
-    monkeypatch.setattr(bot, "_source", source)
 
 
 @pytest.mark.parametrize(
@@ -103,7 +86,7 @@ def test_votes_per_user_are_capped_across_nick_changes(
     bot = load_command(KARMA)
     limit = bot.module.VOTES_PER_HOUR
     hosts = {f"voter{n}": "flood@host" for n in range(limit + 10)}
-    own_hosts(monkeypatch, bot, {**hosts, "x": "someone@else"})
+    bot.hosts.update({**hosts, "x": "someone@else"})
     for n in range(limit + 10):
         bot.say(f"name{n}++", nick=f"voter{n}")
     assert len(scores(bot.state)) == limit  # one user, however many nicks
@@ -116,7 +99,7 @@ def test_the_table_stops_growing_at_max_names(
 ) -> None:
     bot = load_command(KARMA)
     monkeypatch.setattr(bot.module, "MAX_NAMES", 3)
-    own_hosts(monkeypatch, bot, {f"u{n}": f"u{n}@h" for n in range(5)} | {"late": "late@h"})
+    bot.hosts.update({f"u{n}": f"u{n}@h" for n in range(5)} | {"late": "late@h"})
     for n in range(5):
         bot.say(f"n{n}++", nick=f"u{n}")
     bot.say("n0++", nick="late")

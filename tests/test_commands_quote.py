@@ -2,33 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 if TYPE_CHECKING:
-    from bot.message import Source
-    from bot.testing import CommandBot, LoadCommand
+    from bot.testing import LoadCommand
 
 COMMANDS = Path(__file__).resolve().parents[1] / "commands"
 QUOTE = COMMANDS / "quote.py"
-
-
-def own_hosts(monkeypatch: pytest.MonkeyPatch, bot: CommandBot, hosts: dict[str, str]) -> None:
-    """Give these nicks a user@host of their own (``ctx.user_id``): bot.testing gives every
-    nick the same one, so all of a test's nicks are one user to per-user limits."""
-    original = bot._source
-
-    def source(nick: str, admin: bool) -> Source:
-        found = original(nick, admin)
-        if nick not in hosts:
-            return found
-        user, _, host = hosts[nick].partition("@")
-        return dataclasses.replace(found, user=user, host=host)
-
-    monkeypatch.setattr(bot, "_source", source)
 
 
 def test_add_get_random_search(load_command: LoadCommand) -> None:
@@ -93,7 +76,7 @@ def test_adds_are_limited_per_user_but_not_for_admins(
 ) -> None:
     bot = load_command(QUOTE)
     monkeypatch.setattr(bot.module, "_adds", bot.module.Quota(2, 3600))
-    own_hosts(monkeypatch, bot, {"bob": "bob@elsewhere.invalid"})
+    bot.hosts.update({"bob": "bob@elsewhere.invalid"})
     for text in ("one", "two"):
         bot.say(f"!quote add {text}", nick="alice")
     assert bot.say("!quote add three", nick="alice") == [

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import types
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,7 +12,6 @@ from clocks import WallClock
 from bot.api import command_spec
 
 if TYPE_CHECKING:
-    from bot.message import Source
     from bot.testing import CommandBot, LoadCommand
 
 COMMANDS = Path(__file__).resolve().parents[1] / "commands"
@@ -31,21 +29,6 @@ def bot(load_command: LoadCommand, wall: WallClock) -> CommandBot:
     loaded = load_command(REMIND)
     wall.follow(loaded)
     return loaded
-
-
-def own_hosts(monkeypatch: pytest.MonkeyPatch, bot: CommandBot, hosts: dict[str, str]) -> None:
-    """Give these nicks a user@host of their own (``ctx.user_id``): bot.testing gives every
-    nick the same one, so all of a test's nicks are one user to per-user limits."""
-    original = bot._source
-
-    def source(nick: str, admin: bool) -> Source:
-        found = original(nick, admin)
-        if nick not in hosts:
-            return found
-        user, _, host = hosts[nick].partition("@")
-        return dataclasses.replace(found, user=user, host=host)
-
-    monkeypatch.setattr(bot, "_source", source)
 
 
 def reminders_said(bot: CommandBot) -> list[tuple[str, str]]:
@@ -123,7 +106,7 @@ def test_restart_reschedules_and_overdue_ones_fire_late(
 
 
 def test_list_and_cancel(bot: CommandBot, monkeypatch: pytest.MonkeyPatch) -> None:
-    own_hosts(monkeypatch, bot, {"bob": "bob@elsewhere.invalid"})
+    bot.hosts.update({"bob": "bob@elsewhere.invalid"})
     bot.say("!remind 10m tea")
     bot.say("!remind 5m coffee")
     bot.say("!remind 1h not mine", nick="bob")
@@ -155,7 +138,7 @@ def test_bad_input(bot: CommandBot, args: str, message: str) -> None:
 
 
 def test_pending_reminders_are_bounded(bot: CommandBot, monkeypatch: pytest.MonkeyPatch) -> None:
-    own_hosts(monkeypatch, bot, {"bob": "bob@elsewhere.invalid"})
+    bot.hosts.update({"bob": "bob@elsewhere.invalid"})
     for i in range(20):
         bot.say(f"!remind 1h number {i}")
     assert bot.say("!remind 1h one too many") == ["remind: you already have 20 reminders pending"]
@@ -165,7 +148,7 @@ def test_pending_reminders_are_bounded(bot: CommandBot, monkeypatch: pytest.Monk
 def test_the_bound_is_per_user_not_per_nick(
     bot: CommandBot, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    own_hosts(monkeypatch, bot, {"bob": "bob@elsewhere.invalid", "carol": "carol@home.invalid"})
+    bot.hosts.update({"bob": "bob@elsewhere.invalid", "carol": "carol@home.invalid"})
     for i in range(20):  # alice0..alice19 (and alice_): bot.testing's one user@host
         bot.say(f"!remind 1h number {i}", nick=f"alice{i}")
     assert bot.say("!remind 1h a new nick does not help", nick="alice_") == [
