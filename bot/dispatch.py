@@ -14,6 +14,7 @@ run on its new version.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import logging
@@ -223,6 +224,10 @@ class Dispatcher:
         # Calls waiting for a worker: commands and message listeners first, then event
         # listeners and timers, so a JOIN flood's listener calls never delay a command.
         self._lanes: tuple[deque[tuple[int, Running, Job]], ...] = (deque(), deque())
+        # ...and at most a quarter of the workers run those at once, so a flood of them
+        # (5,000 joins to record) leaves workers, and the GIL, free for commands.
+        self._background_running = 0
+        self._deferred = 0  # worker turns given back while the background share was full
 
     @property
     def registry(self) -> Any:
@@ -462,15 +467,33 @@ class Dispatcher:
             self._done(call_id, job.module)
 
     def _run_next(self) -> None:
-        """One worker turn: the oldest waiting command, else the oldest other call."""
+        """One worker turn: the oldest waiting command, else the oldest other call if
+        fewer than the background share run (else the turn is given back, and taken
+        again when one of those ends)."""
         with self._lock:
-            lane = self._lanes[0] or self._lanes[1]
-            call_id, running, job = lane.popleft()
+            if self._lanes[0]:
+                call_id, running, job = self._lanes[0].popleft()
+            elif self._background_running < self._background_share():
+                call_id, running, job = self._lanes[1].popleft()
+                self._background_running += 1
+            else:
+                self._deferred += 1
+                return
         try:
             self._run(call_id, running, job)
         finally:
             if running.future is not None:
                 running.future.set_result(None)
+            if job.background:
+                with self._lock:
+                    self._background_running -= 1
+                    resume, self._deferred = self._deferred > 0, max(0, self._deferred - 1)
+                if resume:
+                    with contextlib.suppress(RuntimeError):  # shut down: we are stopping
+                        self.executor.submit(self._run_next)
+
+    def _background_share(self) -> int:
+        return max(1, self.executor._max_workers // 4)
 
     def _queue_limit(self) -> int:
         return self.executor._max_workers * self.max_queued_per_worker

@@ -385,3 +385,40 @@ def test_a_skipped_file_the_watcher_saw_is_still_news_to_reload(make: Callable[.
         " and '_', like 'dice' (rename it to my_cmd.py)"
     ]
     assert app.reload().skipped == []
+
+
+SLOW_EVENTS = '''
+import threading
+
+from bot.api import command, on_event
+
+GATE = threading.Event()
+RUNNING = []
+
+
+@on_event("join")
+def joined(ctx, event):
+    RUNNING.append(event.nick)
+    GATE.wait(10)
+
+
+@command
+def quick(ctx, args):
+    """quick -- answers at once"""
+    return "quick"
+'''
+
+
+def test_event_listeners_use_at_most_a_quarter_of_the_workers(make: Callable[..., App]) -> None:
+    app = started(make, {"e.py": SLOW_EVENTS}, workers=4, command_rate={"per_user": 1000})
+    module = app.registry.modules["e"].module
+    try:
+        for n in range(3):
+            app.dispatcher.handle_event(Event("join", f"u{n}", "#c"))
+        wait_until(lambda: module.RUNNING == ["u0"], what="the first listener call")
+        assert say(app, "!quick", admin=False) == ["quick"]  # three workers stay free
+        assert module.RUNNING == ["u0"]  # the others wait for the one share
+    finally:
+        module.GATE.set()
+    wait_until(lambda: not app.dispatcher.running(), what="the queue to drain")
+    assert module.RUNNING == ["u0", "u1", "u2"]
