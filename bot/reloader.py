@@ -655,7 +655,8 @@ class Reloader:
             self._forget(loaded)
         report = _report(current, modules, replaced)
         self._schedule_collection()
-        log.info("reload: %s", report.summary())
+        what = self._busy.what if self._busy is not None else "reload"
+        log.info("%s: %s", what, report.summary())
         return report
 
     def _replace(
