@@ -793,7 +793,8 @@ class Reloader:
                 message = f"migrate() from state version {old} raised {error.message}"
                 return LoadError(error.module, error.file, error.line, message)
             versions[name] = version
-            log.info("migrated the state of %s from version %d to %d", name, old, version)
+            if snapshot:  # (a module's first start, with nothing stored, is no migration)
+                log.info("migrated the state of %s from version %d to %d", name, old, version)
             return old, snapshot
 
         result = self.runner.call(f"migrate() of {shown}", call, deadline - time.monotonic())
