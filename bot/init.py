@@ -1,8 +1,9 @@
-"""``reloadbot init [DIR]``: a new bot's folder, from the skeleton the wheel ships.
+"""``reloadbot init [DIR]``: a new bot's folder, from the skeleton the package ships.
 
-``bot/skeleton/`` holds the commented ``config.yaml`` and the standard command
-modules; they are copies of the project's top-level ``config.yaml`` and
-``commands/`` (tests/test_init.py keeps them identical). Never overwrites a file.
+The skeleton is the project's commented ``config.yaml`` and its standard command
+modules: in a wheel, ``bot/skeleton/`` (setup.py copies them there at build time);
+in a checkout (an editable install), the top-level files themselves. Never
+overwrites a file.
 """
 
 from __future__ import annotations
@@ -14,7 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SKELETON = Path(__file__).resolve().parent / "skeleton"
+PACKAGED = Path(__file__).resolve().parent / "skeleton"
+CHECKOUT = Path(__file__).resolve().parents[1]
+
+
+def skeleton() -> Path:
+    """Where ``config.yaml`` and ``commands/`` come from: the wheel's copy, else the checkout."""
+    return PACKAGED if (PACKAGED / "config.yaml").is_file() else CHECKOUT
 
 
 class InitError(Exception):
@@ -31,10 +38,11 @@ class Made:
 
 def skeleton_files() -> tuple[Path, list[Path]]:
     """The skeleton's config template and its command modules (sorted)."""
-    config = SKELETON / "config.yaml"
-    modules = sorted((SKELETON / "commands").glob("*.py"))
+    folder = skeleton()
+    config = folder / "config.yaml"
+    modules = sorted((folder / "commands").glob("*.py"))
     if not config.is_file() or not modules:
-        raise InitError(f"this installation has no skeleton in {SKELETON}; reinstall reloadbot")
+        raise InitError(f"this installation has no skeleton in {folder}; reinstall reloadbot")
     return config, modules
 
 

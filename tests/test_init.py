@@ -16,7 +16,7 @@ import pytest
 from ircclient import IrcClient
 
 from bot.config import load_config
-from bot.init import SKELETON
+from bot.init import skeleton
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -34,17 +34,20 @@ def reloadbot(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_the_skeleton_is_the_repositorys_config_and_commands() -> None:
-    """bot/skeleton/ (shipped in the wheel) never drifts from ./config.yaml and ./commands/."""
-    resync = "cp config.yaml bot/skeleton/ && cp commands/*.py bot/skeleton/commands/"
-    assert filecmp.cmp(REPO / "config.yaml", SKELETON / "config.yaml", shallow=False), resync
+def test_in_a_checkout_the_skeleton_is_the_repositorys_own_files() -> None:
+    """One copy of each file: a checkout's init reads ./config.yaml and ./commands/;
+    a wheel carries them as bot/skeleton/ (setup.py; see the fresh-virtualenv test)."""
+    assert skeleton() == REPO
+
+
+def _same_as_the_repository(bot: Path) -> None:
+    assert filecmp.cmp(REPO / "config.yaml", bot / "config.yaml", shallow=False)
     shipped = sorted(p.name for p in (REPO / "commands").glob("*.py"))
-    copied = sorted(p.name for p in (SKELETON / "commands").glob("*.py"))
-    assert copied == shipped, resync
+    assert sorted(p.name for p in (bot / "commands").glob("*.py")) == shipped
     _, mismatch, errors = filecmp.cmpfiles(
-        REPO / "commands", SKELETON / "commands", shipped, shallow=False
+        REPO / "commands", bot / "commands", shipped, shallow=False
     )
-    assert not mismatch and not errors, f"{mismatch + errors} differ: {resync}"
+    assert not mismatch and not errors, mismatch + errors
 
 
 def test_init_writes_a_config_and_the_commands_and_the_check_passes(tmp_path: Path) -> None:
@@ -153,6 +156,7 @@ def test_a_fresh_virtualenv_goes_from_pip_install_to_a_bot_answering_help(
     made = run("init", "mybot", cwd=tmp_path)
     assert made.returncode == 0, made.stderr
     bot = tmp_path / "mybot"
+    _same_as_the_repository(bot)  # the wheel's skeleton is the repository's files
     checked = run("--check", cwd=bot)
     assert checked.returncode == 0, checked.stderr
     assert "config ok; " in checked.stderr
