@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -17,14 +17,11 @@ from typing import Any
 import yaml
 
 from bot.auth import AdminRule, AdminRuleError, Grant, GrantError, parse_admin_rule, parse_grant
+from bot.yaml_mistakes import HASH_HINT, duplicates, runaway_quotes, syntax_problem
 
 _CHANNEL = re.compile(r"[#&+!][^\x00\x07\r\n ,:]{1,49}")
 _NICK = re.compile(r"[A-Za-z\[\]\\`_^{|}][A-Za-z0-9\[\]\\`_^{|}-]{0,29}")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-# An unquoted channel name is read as a comment: a common config.yaml mistake.
-_HASH_HINT = (
-    'channel names must be quoted because # starts a YAML comment, e.g. channels: ["#bot", "#two"]'
-)
 
 
 @dataclass(frozen=True)
@@ -232,7 +229,7 @@ def _nick(key: str, value: Any) -> str:
 
 def _channel(key: str, value: Any) -> str:
     if value is None:  # "- #bot": the name was read as a comment
-        raise _Invalid(key, _HASH_HINT)
+        raise _Invalid(key, HASH_HINT)
     ok = isinstance(value, str) and bool(_CHANNEL.fullmatch(value))
     _expect(ok, key, "a channel name like '#bot' (quote it: # starts a YAML comment)", value)
     return str(value)
@@ -513,7 +510,7 @@ def _channels(value: Any) -> dict[str, ChannelOptions]:
     from bot.casemap import irc_lower as lower
 
     if value is None:  # "channels: #bot" reads as "channels:" and a comment
-        raise _Invalid("channels", _HASH_HINT)
+        raise _Invalid("channels", HASH_HINT)
     entries = [_channel_entry(f"channels[{i}]", v) for i, v in enumerate(_list("channels", value))]
     options: dict[str, ChannelOptions] = {}
     for i, entry in enumerate(entries):
@@ -612,15 +609,16 @@ def parse_config(text: str, *, base_dir: Path, file: str = "config.yaml") -> Con
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError([_syntax_problem(exc, lines, file)]) from None
-    runaway = [ConfigProblem(k, m, file, n) for k, m, n in _runaway_quotes(root, lines)]
+        key, message, at = syntax_problem(exc, lines)
+        raise ConfigError([ConfigProblem(key, message, file, at)]) from None
+    runaway = [ConfigProblem(k, m, file, n) for k, m, n in runaway_quotes(root, lines)]
     if runaway:  # what follows an unclosed quote was swallowed: other problems would mislead
         raise ConfigError(runaway)
     if not isinstance(raw, dict):
         got = "an empty file" if raw is None else repr(raw)
         raise ConfigError([ConfigProblem("", f"expected a mapping of settings, got {got}", file)])
 
-    problems = [ConfigProblem(k, m, file, n) for k, m, n in _duplicates(root)]
+    problems = [ConfigProblem(k, m, file, n) for k, m, n in duplicates(root)]
     problems += [
         ConfigProblem(str(k), _unknown(str(k), _KNOWN), file, _line(root, str(k)))
         for k in raw
@@ -689,131 +687,6 @@ def _line(root: yaml.Node | None, key: str) -> int | None:
         else:
             return line
     return line
-
-
-# -- YAML mistakes ---------------------------------------------------------------
-# PyYAML reports where it gave up, which is often lines after the mistake; these
-# find the line the user has to fix, from the error's marks, the raw lines and the tree.
-
-_Found = tuple[str, str, int]  # key, message, line
-
-
-def _nodes(root: yaml.Node | None) -> Iterator[tuple[str, yaml.Node]]:
-    """Every node with its key (``server.port``, ``channels[1]``), each once (aliases)."""
-    seen: set[int] = set()
-    todo: list[tuple[str, yaml.Node | None]] = [("", root)]
-    while todo:
-        path, node = todo.pop()
-        if node is None or id(node) in seen:
-            continue
-        seen.add(id(node))
-        yield path, node
-        if isinstance(node, yaml.MappingNode):
-            todo += [(f"{path}.{k.value}" if path else str(k.value), v) for k, v in node.value]
-        elif isinstance(node, yaml.SequenceNode):
-            todo += [(f"{path}[{i}]", v) for i, v in enumerate(node.value)]
-
-
-def _duplicates(root: yaml.Node | None) -> list[_Found]:
-    """Keys given twice in one mapping, at any depth: the loader would keep the last."""
-    found = []
-    for path, node in _nodes(root):
-        if not isinstance(node, yaml.MappingNode):
-            continue
-        first: dict[tuple[str, Any], yaml.Node] = {}
-        for key, _ in node.value:
-            if not isinstance(key, yaml.ScalarNode):
-                continue
-            seen = first.setdefault((key.tag, key.value), key)
-            if seen is not key:
-                name = f"{path}.{key.value}" if path else str(key.value)
-                why = f"given twice (first at line {seen.start_mark.line + 1})"
-                found.append((name, why, key.start_mark.line + 1))
-    return found
-
-
-# A line holding a key ("nick:", "- name:") or a list item: not the inside of a string.
-_KEY_LINE = re.compile(r"\s*(?:-\s+)?[\w.-]+\s*:(?:\s|$)|\s*-\s")
-
-
-def _runaway_quotes(root: yaml.Node | None, lines: list[str]) -> list[_Found]:
-    """Quoted values that run on over lines that look like keys: an unclosed quote.
-
-    YAML lets a quoted string span lines, so ``nick: "bot`` swallows the lines up to
-    the next quote mark and the file still parses, only with keys gone missing.
-    """
-    found = []
-    for path, node in _nodes(root):
-        if not isinstance(node, yaml.ScalarNode) or node.style not in ('"', "'"):
-            continue
-        start, end = node.start_mark.line, node.end_mark.line
-        if any(_KEY_LINE.match(line) for line in lines[start + 1 : end + 1]):
-            why = (
-                f"unclosed quote: the value runs on into line {start + 2}; end it with {node.style}"
-            )
-            found.append((path, why, start + 1))
-    return found
-
-
-def _syntax_problem(exc: yaml.YAMLError, lines: list[str], file: str) -> ConfigProblem:
-    """Where the user went wrong, if a common mistake explains the error; else PyYAML's words."""
-    mark = getattr(exc, "problem_mark", None)
-    line = mark.line + 1 if mark is not None else None
-    if isinstance(exc, yaml.scanner.ScannerError | yaml.parser.ParserError):
-        before = lines[: line or len(lines)]
-        for found in (_unclosed_quote(before), _comment_in_flow(before)):
-            if found:
-                key, message, at = found
-                return ConfigProblem(key, message, file, at)
-    problem = getattr(exc, "problem", None) or str(exc)
-    col = f" (column {mark.column + 1})" if mark is not None else ""
-    return ConfigProblem("", f"invalid YAML: {problem}{col}", file, line)
-
-
-def _unclosed_quote(lines: list[str]) -> _Found | None:
-    for n, line in enumerate(lines, 1):
-        quote = _open_quote(line)
-        if quote:
-            return _key_on(line), f"unclosed quote; end the value with {quote}", n
-    return None
-
-
-def _comment_in_flow(lines: list[str]) -> _Found | None:
-    """``[#bot, #two]``: the comment takes the rest of the line, ``]`` included."""
-    for n in range(len(lines), 0, -1):  # the nearest one above where YAML gave up
-        if re.search(r"[\[{,]\s*#", _unquoted(lines[n - 1])):
-            return _key_on(lines[n - 1]), _HASH_HINT, n
-    return None
-
-
-def _open_quote(line: str) -> str | None:
-    """The quote mark left open at the end of ``line``, if any (comments skipped)."""
-    quote, i = None, 0
-    while i < len(line):
-        c = line[i]
-        starts = i == 0 or line[i - 1] in " \t[{,:"  # a token starts here
-        if quote == '"' and c == "\\":
-            i += 1  # an escaped character, maybe a quote mark
-        elif quote and c == quote:
-            doubled = quote == "'" and line[i + 1 : i + 2] == "'"
-            i += doubled  # '' is a quote mark inside single quotes
-            quote = None if not doubled else quote
-        elif not quote and c in "\"'" and starts:
-            quote = c
-        elif not quote and c == "#" and starts:
-            break  # a comment
-        i += 1
-    return quote
-
-
-def _unquoted(line: str) -> str:
-    return re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\']|\'\')*\'', '""', line)
-
-
-def _key_on(line: str) -> str:
-    """The key written on ``line`` ("channels" for ``channels: [#bot]``), or ""."""
-    match = re.match(r"\s*(?:-\s+)?([^\s:#\"'\[\]{},]+)\s*:", line)
-    return match.group(1) if match else ""
 
 
 # -- describing a change -------------------------------------------------------
