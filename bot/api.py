@@ -19,10 +19,11 @@ effect on the running bot. Nothing in this module imports the rest of ``bot``.
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import re
 from abc import abstractmethod
-from collections.abc import Callable, Iterable, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,8 +36,10 @@ __all__ = [
     "CommandSpec",
     "Context",
     "Event",
+    "FetchError",
     "ListenerSpec",
     "ReplyValue",
+    "Response",
     "Secret",
     "State",
     "Timer",
@@ -61,6 +64,64 @@ EVENT_KINDS = frozenset({"join", "part", "quit", "nick", "kick", "action", "away
 
 class CommandError(Exception):
     """A user's mistake. Its message is shown to the user as-is; nothing is logged."""
+
+
+class FetchError(CommandError):
+    """``fetch`` got no response: the address is refused (private network), the
+    server did not answer in time, the connection failed, or there were too many
+    redirects or requests to one host. Its message names the host and is fit to
+    show in the channel, so a command may let it propagate.
+
+    ``reason`` is one of ``refused``, ``timeout``, ``network``, ``redirects``,
+    ``busy`` (too many requests to that host just now) or ``invalid`` (not an
+    http(s) URL).
+    """
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Response:
+    """What ``ctx.fetch(url)`` got: any HTTP status (check ``ok``), the body decoded
+    from gzip/deflate and cut at the size limit.
+
+    ``url`` is the final address after redirects; ``headers`` have lower-case
+    names; ``truncated`` says the body was longer than the limit (``content``
+    then holds its start, enough for a page's title); ``encoding`` is the charset
+    ``text`` decodes with (the header's, the page's ``<meta>``, else detected).
+    """
+
+    url: str
+    status: int
+    headers: Mapping[str, str]
+    content: bytes
+    truncated: bool = False
+    encoding: str = "utf-8"
+
+    @property
+    def ok(self) -> bool:
+        """Whether the status is 2xx."""
+        return 200 <= self.status < 300
+
+    @property
+    def content_type(self) -> str:
+        """The media type without parameters, lower case: ``text/html``."""
+        return self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+    @property
+    def text(self) -> str:
+        """The body as text (undecodable bytes become U+FFFD)."""
+        return self.content.decode(self.encoding, "replace")
+
+    def json(self) -> Any:
+        """The body parsed as JSON; ``FetchError`` (reason ``invalid``) if it is not."""
+        try:
+            return json.loads(self.content)
+        except ValueError as exc:
+            host = self.url.split("/")[2] if self.url.count("/") >= 2 else self.url
+            raise FetchError(f"{host} sent something that is not JSON", "invalid") from exc
 
 
 class Secret:
@@ -166,6 +227,25 @@ class Context(Protocol):
     def notice(self, text: str) -> None:
         """Send ``text`` as a NOTICE to the user who ran the command (only they see it)."""
 
+    def fetch(
+        self,
+        url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        max_bytes: int | None = None,
+        timeout: float | None = None,
+    ) -> Response:
+        """GET ``url`` (``params`` are added to its query string, encoded) and return
+        the ``Response``, whatever its status.
+
+        Safe by default (config.yaml's ``http:`` sets the limits): 5 s to connect and
+        10 s in all, at most 1 MB of body, at most 5 redirects, each one checked;
+        private, loopback and link-local addresses are refused on the address
+        actually connected to. Raises ``FetchError`` when there is no response.
+        Blocks the calling worker thread, never the connection.
+        """
+
 
 @dataclass(frozen=True)
 class Event:
@@ -221,6 +301,17 @@ class Bot(Protocol):
 
     def every(self, seconds: float, func: Callable[[], object]) -> Timer:
         """Call ``func()`` every ``seconds``, on a worker thread."""
+
+    def fetch(
+        self,
+        url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        max_bytes: int | None = None,
+        timeout: float | None = None,
+    ) -> Response:
+        """``ctx.fetch`` (see ``Context.fetch``), for ``setup`` and timers."""
 
 
 CommandFunc = Callable[[Any, str], ReplyValue]

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from bot.api import Event
+from bot.api import Event, Response
 from bot.builtins import Builtins
 from bot.casemap import irc_lower
 from bot.config import Config, ConfigError, diff, load_config
@@ -37,6 +37,7 @@ from bot.runner import CpuFollower
 from bot.storage import ModuleState, Storage
 from bot.sts import STATE_KEY as STS
 from bot.sts import StsPolicies
+from bot.web import Web
 
 if TYPE_CHECKING:
     from bot.watcher import DebouncedWatcher
@@ -112,6 +113,7 @@ class App:
             line_length=lambda: getattr(self.connection, "line_length", IRC_LINE),
             wake=lambda: self.connection.wake(),
         )
+        self.web = Web(config.http)  # ctx.fetch
         self.ignores = Ignores(lambda: self.storage.state(IGNORES))
         self.ctcp = CtcpAnswers()
         self.ignores.configure(config.ignore)
@@ -203,6 +205,9 @@ class App:
     def off(self, channel: str | None, module: str | None, command: str) -> bool:
         return self.dispatcher.policy.off(channel, module, command)
 
+    def fetch(self, url: str, **options: Any) -> Response:
+        return self.web.fetch(url, **options)
+
     def settings_for(self, module: str, channel: str | None = None) -> Any:
         """``module``'s Settings in ``channel`` (with that channel's overrides)."""
         scoped = self.reloader.settings.get(module)
@@ -259,6 +264,7 @@ class App:
             log.error("module not loaded: %s", error)
         # Importing and starting watchdog takes ~80 ms: not on the way to connecting.
         threading.Thread(target=self.start_watching, name="watchers", daemon=True).start()
+        self.web.forbidden_thread = threading.current_thread()  # the connection's
         try:
             self.connection.run()
         finally:
@@ -304,6 +310,7 @@ class App:
             if watcher is not None:
                 watcher.stop(timeout=1.0)
         self.isolation.close()
+        self.web.close()
         if not self.storage.close(timeout=1.0):
             log.warning("state database not closed: a call still holds it")
         ns = self.namespace
@@ -398,6 +405,7 @@ class App:
                 self.watch_commands(new.watch)
             self._configure_isolation(new)  # modules move in or out on their next reload
             self.ignores.configure(new.ignore)
+            self.web.configure(new.http)
             logging.getLogger().setLevel(new.log_level)
             return change.describe()
 

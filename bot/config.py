@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from bot.auth import AdminRule, AdminRuleError, Grant, GrantError, parse_admin_rule, parse_grant
+from bot.web import HttpConfig
 from bot.yaml_mistakes import HASH_HINT, duplicates, runaway_quotes, syntax_problem
 
 _CHANNEL = re.compile(r"[#&+!][^\x00\x07\r\n ,:]{1,49}")
@@ -157,6 +158,7 @@ class Config:
     ctcp: CtcpConfig = field(default_factory=CtcpConfig)
     logging: dict[str, Any] | None = None  # a logging.config.dictConfig schema, as written
     backup: BackupConfig = field(default_factory=BackupConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)  # ctx.fetch's limits
     path: Path | None = None
     lines: Mapping[str, int] = field(default_factory=dict, compare=False)  # key -> line
 
@@ -505,6 +507,48 @@ def _backup(value: Any, base_dir: Path) -> BackupConfig:
     )
 
 
+def _http(value: Any) -> HttpConfig:
+    known = {"connect_timeout", "timeout", "max_bytes", "max_redirects", "per_host", "cache"}
+    raw = _mapping("http", value, known | {"user_agent", "allow_private"})
+    per_host = _mapping("http.per_host", raw.get("per_host", {}), {"concurrent", "per_minute"})
+    cache = _mapping("http.cache", raw.get("cache", {}), {"ttl", "entries"})
+    allow = tuple(_network(f"http.allow_private[{i}]", v) for i, v in
+                  enumerate(_list("http.allow_private", raw.get("allow_private", []))))  # fmt: skip
+    return HttpConfig(
+        connect_timeout=_number("http.connect_timeout", raw.get("connect_timeout", 5), 0.1, 300),
+        timeout=_number("http.timeout", raw.get("timeout", 10), 0.1, 600),
+        max_bytes=_int("http.max_bytes", raw.get("max_bytes", 1_000_000), 1024, 1 << 30),
+        max_redirects=_int("http.max_redirects", raw.get("max_redirects", 5), 0, 30),
+        per_host_concurrent=_int("http.per_host.concurrent", per_host.get("concurrent", 2), 1, 64),
+        per_host_per_minute=_int(
+            "http.per_host.per_minute", per_host.get("per_minute", 30), 1, 100_000
+        ),
+        cache_ttl=_number("http.cache.ttl", cache.get("ttl", 300), 0, 86400),
+        cache_entries=_int("http.cache.entries", cache.get("entries", 256), 0, 100_000),
+        user_agent=_str("http.user_agent", raw.get("user_agent", HttpConfig.user_agent)),
+        allow_private=allow,
+    )
+
+
+def http_config(section: Mapping[str, Any]) -> HttpConfig:
+    """An ``http:`` section as config.yaml takes it; ValueError naming the key if wrong."""
+    try:
+        return _http(dict(section))
+    except _Invalid as exc:
+        raise ValueError(f"http: {exc.key}: {exc.message}") from None
+
+
+def _network(key: str, value: Any) -> str:
+    """An address or a network (CIDR) ``http.allow_private`` lets the bot fetch from."""
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_network(str(value), strict=False))
+    except ValueError:
+        expected = f"expected an IP address or network like 10.0.0.0/8, got {value!r}"
+        raise _Invalid(key, expected) from None
+
+
 def _channels(value: Any) -> dict[str, ChannelOptions]:
     """Every channel's options by irc-lowered name, in the order given; no name twice."""
     from bot.casemap import irc_lower as lower
@@ -574,6 +618,7 @@ def _parsers(raw: dict[str, Any], base_dir: Path) -> dict[str, Callable[[], Any]
         "ctcp": lambda: _ctcp(raw.get("ctcp", {})),
         "logging": lambda: _logging(raw.get("logging")),
         "backup": lambda: _backup(raw.get("backup"), base_dir),
+        "http": lambda: _http(raw.get("http", {})),
     }
 
 
@@ -761,7 +806,7 @@ _SHOWN = frozenset(
     {
         "prefix", "watch", "notify", "log_level", "command_timeout", "reload_timeout",
         "rejoin_delay", "join_on_invite", "ping_interval", "ping_timeout", "rate_limit",
-        "command_rate", "addressing", "isolate", "isolate_memory_mb", "ignore", "admins",
+        "command_rate", "addressing", "isolate", "isolate_memory_mb", "ignore", "admins", "http",
     }
 )  # fmt: skip
 

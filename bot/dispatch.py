@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from bot.api import CommandError, Event, State
+from bot.api import CommandError, Event, Response, State
 from bot.channels import at_least
 from bot.config import Config
 from bot.ignores import Ignores
@@ -65,6 +65,8 @@ class Host(Protocol):
 
     def settings_for(self, module: str, channel: str | None = None) -> Any: ...
 
+    def fetch(self, url: str, **options: Any) -> Response: ...
+
     def notice(self, target: str, text: str) -> None: ...
 
     def modes_of(self, channel: str | None, nick: str) -> frozenset[str]: ...
@@ -90,6 +92,7 @@ class CallContext:
     reply_target: str
     _reply: Callable[..., tuple[int, int]] = field(repr=False)  # Host.reply
     _state_for: Callable[[str], State] = field(repr=False)
+    fetch: Callable[..., Response] = field(repr=False)  # Host.fetch: ctx.fetch
     settings: Any = field(default=None, repr=False)
     user_modes: frozenset[str] = frozenset()
     user_id: str = ""
@@ -405,6 +408,7 @@ class Dispatcher:
             reply_target=channel or nick,
             _reply=self.host.reply,
             _state_for=self.host.state_for,
+            fetch=self.host.fetch,
             settings=self.host.settings_for(module, channel),
             user_modes=self.host.modes_of(channel, nick),
             user_id=user_id,

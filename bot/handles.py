@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
+from bot.api import Response
 from bot.loader import LoadedModule
 from bot.storage import ModuleState
 
@@ -22,6 +23,8 @@ class Host(Protocol):
     def state_for(self, module: str) -> ModuleState: ...
 
     def say(self, target: str, text: str) -> None: ...
+
+    def fetch(self, url: str, **options: Any) -> Response: ...
 
     def call_later(self, delay: float, fn: Callable[[], None]) -> None: ...
 
@@ -74,6 +77,9 @@ class ModuleHandle:
 
     def say(self, target: str, text: str) -> None:
         self._host.say(target, text)
+
+    def fetch(self, url: str, **options: Any) -> Response:
+        return self._host.fetch(url, **options)
 
     def after(self, seconds: float, func: Callable[[], object]) -> ModuleTimer:
         return self._add(ModuleTimer(func, seconds, None))

@@ -15,7 +15,8 @@ Messages (tuples, sent with ``multiprocessing.connection``, which frames and
 pickles them; chosen because it is the standard library's and costs ~60 us a
 round trip here, well inside the budget):
 
-* bot -> worker: ``("load", folder, namespace, name, sources)``,
+* bot -> worker: ``("load", folder, namespace, name, sources, settings, lines,
+  file, http)`` (http: config.yaml's ``http:``, for ``ctx.fetch`` in the worker),
   ``("call", id, key, info, arg)``, ``("hook", id, name, args)``,
   ``("result", id, ok, value)`` (answers a state request), ``("stop",)``;
 * worker -> bot: ``("loaded", manifest)`` / ``("failed", errors, modules, ran)``,
@@ -198,7 +199,10 @@ class RemoteVersion:
                 for p in problems
             ]
             raise LoadFailed(errors, [])
-        load = ("load", self.folder, self.namespace, self.name, self.sources, section, lines, file)
+        load = (
+            "load", self.folder, self.namespace, self.name, self.sources, section, lines, file,
+            config.http,
+        )  # fmt: skip
         conn.send(load)
         if not conn.poll(timeout):
             self._kill()

@@ -161,9 +161,10 @@ def _test_config(
     command_timeout: float,
     isolate: tuple[str, ...] = (),
     modules: Mapping[str, Mapping[str, Any]] | None = None,
+    http: Mapping[str, Any] | None = None,
 ) -> Config:
     from bot.auth import parse_admin_rule
-    from bot.config import CommandRate, Config, RateLimit, ServerConfig
+    from bot.config import CommandRate, Config, RateLimit, ServerConfig, http_config
 
     return Config(
         server=ServerConfig(host="irc.example.invalid"),
@@ -183,6 +184,7 @@ def _test_config(
         modules=dict(modules or {}),
         workers=4,
         state_db=state_db,
+        http=http_config(http or {}),
     )
 
 
@@ -223,12 +225,15 @@ class CommandBot:
         command_timeout: float = 10.0,
         isolated: bool = False,
         settings: Mapping[str, Any] | None = None,
+        http: Mapping[str, Any] | None = None,
     ) -> CommandBot:
         """Load the module at ``path`` (with its helpers) into a fresh bot; ``close()`` it.
 
         ``isolated=True`` runs it in a worker process, as ``isolate:`` in config.yaml
         does (its timers then run on the worker's real clock, not on ``advance()``).
-        ``settings`` is its section of config.yaml's ``modules:`` (``ctx.settings``).
+        ``settings`` is its section of config.yaml's ``modules:`` (``ctx.settings``);
+        ``http`` is config.yaml's ``http:`` section (``ctx.fetch``): a test serving
+        pages on loopback gives ``http={"allow_private": ["127.0.0.1"]}``.
 
         ``state`` seeds the module's ``ctx.state`` before it loads (``setup``
         sees it). State lives in SQLite as on IRC (so values must be JSON, and
@@ -262,6 +267,7 @@ class CommandBot:
             command_timeout=command_timeout,
             isolate=(name,) if isolated else (),
             modules={name: settings} if settings is not None else None,
+            http=http,
         )
         try:
             namespace = f"reloadbot_testing_{next(_apps)}"

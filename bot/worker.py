@@ -32,6 +32,7 @@ from typing import Any
 
 from bot.api import CommandError, State
 from bot.loader import Loader, LoadFailed, in_import_order
+from bot.web import HttpConfig, Web
 
 WORKER_THREADS = 8
 
@@ -128,11 +129,18 @@ class _Context:
     """The ``Context`` a call receives in a worker (see ``bot.api.Context``)."""
 
     def __init__(
-        self, link: _Link, rid: int, info: dict[str, Any], state: RemoteState, settings: Any
+        self,
+        link: _Link,
+        rid: int,
+        info: dict[str, Any],
+        state: RemoteState,
+        settings: Any,
+        web: Web,
     ) -> None:
         self._link = link
         self._rid = rid
         self.settings = settings
+        self.fetch = web.fetch
         self.nick: str = info["nick"]
         self.channel: str | None = info["channel"]
         self.bot_nick: str = info["bot_nick"]
@@ -159,8 +167,11 @@ class _Context:
 class _Handle:
     """What ``setup(bot)``/``teardown(bot)`` receive in a worker (see ``bot.api.Bot``)."""
 
-    def __init__(self, link: _Link, module: str, state: RemoteState, timers: _Timers) -> None:
+    def __init__(
+        self, link: _Link, module: str, state: RemoteState, timers: _Timers, web: Web
+    ) -> None:
         self._link = link
+        self.fetch = web.fetch
         self.module = module
         self.state = state
         self.log = logging.getLogger(f"commands.{module}")
@@ -280,6 +291,7 @@ class Worker:
         self.settings: Any = None  # the module's Settings (bot.settings.Scoped), from config.yaml
         self.source = b""
         self.patterns: dict[str, re.Pattern[str]] = {}  # listener key -> its pattern
+        self.web = Web()  # ctx.fetch here, configured by the load message
 
     def _log(self, level: int, text: str) -> None:
         self.link.send(("log", f"commands.{self.name}", level, text))
@@ -295,11 +307,14 @@ class Worker:
         scopes: list[Any] | None = None,
         lines: dict[str, int] | None = None,
         config_file: str = "config.yaml",
+        http: HttpConfig | None = None,
     ) -> None:
         """Execute module ``name`` and its helpers from ``sources`` (name -> path, bytes:
         exactly what the bot read), read its settings from ``scopes``; answer what the
         module offers."""
         self.name, self.folder = name, Path(folder)
+        if http is not None:
+            self.web.configure(http)
         loader = Loader(self.folder, namespace)
         files = {n: loader.inspect(n, Path(path), data) for n, (path, data) in sources.items()}
         try:
@@ -390,7 +405,7 @@ class Worker:
         func = self.calls.get(key)
         assert self.state is not None
         settings = self.settings.get(info["channel"]) if self.settings is not None else None
-        ctx = _Context(self.link, rid, info, self.state, settings)
+        ctx = _Context(self.link, rid, info, self.state, settings, self.web)
         if key in self.patterns:
             arg = self.patterns[key].search(arg)  # the Match itself does not travel
         self.pool.submit(self._run_call, rid, func, ctx, arg)
@@ -433,7 +448,7 @@ class Worker:
             else:
                 if hook == "teardown":
                     self.timers.stop()
-                handle = _Handle(self.link, self.name, self.state, self.timers)
+                handle = _Handle(self.link, self.name, self.state, self.timers, self.web)
                 handle.settings = self.settings.default if self.settings is not None else None
                 fn(handle)  # type: ignore[misc]
             self.link.send(("done", rid, [], None))

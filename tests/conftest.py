@@ -1,7 +1,7 @@
 """Shared pytest fixtures.
 
-Sections: real IRC servers (the shared ones start on first use), then
-IRC test clients.  Add new fixtures in their own section below.
+Sections: real IRC servers (the shared ones start on first use), a loopback
+HTTP server, then IRC test clients.  Add new fixtures in their own section below.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import yaml
 from irc.strings import lower as irc_lower
 from ircclient import ClientFactory, IrcClient, parse
 from ircnet import InspircdAtheme
+from webserver import WebServer, web_server_fixture
 
 from bot.app import App
 from bot.config import load_config
@@ -51,6 +52,15 @@ def ircnet() -> Iterator[InspircdAtheme]:
     """InspIRCd + Atheme (accounts, SASL, IRCv3 tags); started only if a test asks for it."""
     with InspircdAtheme() as network:
         yield network
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+@pytest.fixture
+def web_server() -> Iterator[WebServer]:
+    """A real HTTP server on 127.0.0.1 for this test (tests/webserver.py)."""
+    yield from web_server_fixture()
 
 
 # --------------------------------------------------------------------------- IRC clients

@@ -1,0 +1,567 @@
+"""Fetching web pages for command modules (``ctx.fetch``), and the rules that keep it safe.
+
+Owns one ``Web`` per bot (and one per isolated worker), built on urllib3: it
+does HTTP/1.1, TLS with certificate checks, chunked bodies and gzip/deflate
+decoding that stops at the size asked for (so a decompression bomb yields its
+first megabyte, not its gigabyte). This module adds what a bot needs on top:
+
+* **no private addresses** (server-side request forgery): every connection
+  resolves the host itself, drops the addresses ``AddressPolicy`` refuses
+  (loopback, private, link-local, multicast, reserved, and IPv4 hidden in IPv6
+  forms), and connects to the checked address, so no DNS trick or redirect gets
+  past it; ``http.allow_private`` lets an operator allow some;
+* **limits**: a total deadline (a socket that trickles is shut at it), a size
+  cap, at most ``max_redirects`` hops (each one checked like the first), and per
+  host at most ``per_host.concurrent`` fetches at once and ``per_minute`` a minute;
+* **a small cache** of recent responses, and the charset ``Response.text`` uses.
+
+Fetching blocks the calling thread: commands, listeners and timers run on
+workers, so the connection never waits for the web.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import heapq
+import ipaddress
+import re
+import socket
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
+
+import urllib3
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError,
+    NameResolutionError,
+    ReadTimeoutError,
+    SSLError,
+)
+
+from bot import __version__
+from bot.api import FetchError, Response
+
+__all__ = ["AddressPolicy", "HttpConfig", "Web", "detect_encoding"]
+
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+#: ``resolve(host, port)``: the addresses to try, as ``(family, sockaddr)``.
+Resolver = Callable[[str, int], list[tuple[int, tuple[Any, ...]]]]
+#: ``connect(family, sockaddr, timeout)``: a connected socket.
+Connector = Callable[[int, tuple[Any, ...], float | None], socket.socket]
+
+USER_AGENT = f"reloadbot/{__version__} (IRC bot)"
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    """config.yaml's ``http:`` section (see docs/operating.md)."""
+
+    connect_timeout: float = 5.0
+    timeout: float = 10.0  # in all: connecting, redirects, reading
+    max_bytes: int = 1_000_000
+    max_redirects: int = 5
+    per_host_concurrent: int = 2
+    per_host_per_minute: int = 30
+    cache_ttl: float = 300.0  # seconds; 0: no cache
+    cache_entries: int = 256
+    user_agent: str = USER_AGENT
+    allow_private: tuple[str, ...] = ()  # addresses or networks, matched when resolved
+
+
+# -- which addresses may be connected to -----------------------------------------------
+
+
+def embedded_ipv4(ip: IpAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries (mapped, 6to4, Teredo client, NAT64), if any."""
+    if isinstance(ip, ipaddress.IPv4Address):
+        return None
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip.teredo is not None:
+        return ip.teredo[1]
+    if any(ip in network for network in _NAT64):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
+class AddressPolicy:
+    """Public unicast addresses only, plus what the operator allows."""
+
+    def __init__(self, allow: Iterable[str] = ()) -> None:
+        self.allowed = tuple(ipaddress.ip_network(entry, strict=False) for entry in allow)
+
+    def permits(self, ip: IpAddress) -> bool:
+        if any(ip.version == net.version and ip in net for net in self.allowed):
+            return True
+        inner = embedded_ipv4(ip)
+        if inner is not None:
+            return self.permits(inner)
+        return ip.is_global and not ip.is_multicast
+
+
+def parse_ip(address: str) -> IpAddress:
+    """A socket address's host as an ip_address (IPv6 scope ids dropped)."""
+    return ipaddress.ip_address(address.split("%", 1)[0])
+
+
+def system_resolve(host: str, port: int) -> list[tuple[int, tuple[Any, ...]]]:
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    return [(family, sockaddr) for family, _, _, _, sockaddr in infos]
+
+
+def system_connect(family: int, sockaddr: tuple[Any, ...], timeout: float | None) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.connect(sockaddr)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class _Refused(Exception):
+    def __init__(self, host: str, address: str) -> None:
+        super().__init__(f"{host} is at {address}, a private address")
+        self.host = host
+
+
+class _Guard:
+    """What a ``Web``'s connections share: how to resolve and connect (tests swap these),
+    the policy, and the deadline of the fetch running on each thread."""
+
+    def __init__(self, policy: AddressPolicy, resolve: Resolver, connect: Connector) -> None:
+        self.policy = policy
+        self.resolve = resolve
+        self.connect = connect
+        self.deadlines = _Deadlines()
+        self.current = threading.local()  # .deadline, .armed: the fetch on this thread
+
+
+class _GuardedConnectionMixin:
+    """``_new_conn``: resolve, refuse what the policy refuses, connect to a checked address."""
+
+    host: str
+    port: int
+    timeout: Any
+
+    def __init__(self, *args: Any, guard: _Guard, **kwargs: Any) -> None:
+        self._guard = guard
+        super().__init__(*args, **kwargs)
+
+    def _new_conn(self) -> socket.socket:
+        guard = self._guard
+        try:
+            found = guard.resolve(self.host, self.port)
+        except OSError as exc:
+            raise NameResolutionError(self.host, self, exc) from exc  # type: ignore[arg-type]
+        allowed = [(f, a) for f, a in found if guard.policy.permits(parse_ip(a[0]))]
+        if not allowed:
+            raise _Refused(self.host, found[0][1][0] if found else "?")
+        last: OSError | None = None
+        for family, sockaddr in allowed:
+            try:
+                return guard.connect(family, sockaddr, self.timeout)
+            except TimeoutError as exc:
+                raise ConnectTimeoutError(self, f"{self.host}: connect timed out") from exc
+            except OSError as exc:
+                last = exc
+        raise OSError(f"cannot connect to {self.host}: {last}")
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        """Every request on this connection (new or reused) ends at its fetch's deadline."""
+        current = self._guard.current
+        armed: list[int] | None = getattr(current, "armed", None)
+        if armed is not None:
+            armed.append(self._guard.deadlines.arm(current.deadline, self))  # type: ignore[arg-type]
+        super().request(*args, **kwargs)  # type: ignore[misc]
+
+
+class _HttpConnection(_GuardedConnectionMixin, HTTPConnection):
+    pass
+
+
+class _HttpsConnection(_GuardedConnectionMixin, HTTPSConnection):
+    pass
+
+
+# -- deadlines -----------------------------------------------------------------------
+
+
+class _Deadlines:
+    """One thread that shuts a fetch's socket when its total time is up: a server that
+    trickles a byte a second keeps every read inside a read timeout, not inside this."""
+
+    def __init__(self) -> None:
+        self._due: list[tuple[float, int, HTTPConnection]] = []
+        self._cancelled: set[int] = set()
+        self._cond = threading.Condition()
+        self._seq = 0
+        self._thread: threading.Thread | None = None
+
+    def arm(self, at: float, conn: HTTPConnection) -> int:
+        with self._cond:
+            self._seq += 1
+            heapq.heappush(self._due, (at, self._seq, conn))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="web-deadlines", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+            return self._seq
+
+    def disarm(self, ticket: int) -> None:
+        with self._cond:
+            self._cancelled.add(ticket)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._due or self._due[0][0] > time.monotonic():
+                    self._cond.wait(self._due[0][0] - time.monotonic() if self._due else None)
+                _, ticket, conn = heapq.heappop(self._due)
+                if ticket in self._cancelled:
+                    self._cancelled.discard(ticket)
+                    continue
+            sock = conn.sock
+            if sock is not None:
+                with contextlib.suppress(OSError):  # already closed
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
+# -- the client ------------------------------------------------------------------------
+
+
+class _HostLimits:
+    """Per host: fetches at once (a semaphore) and a sliding minute of starts."""
+
+    def __init__(self, concurrent: int) -> None:
+        self.running = threading.BoundedSemaphore(concurrent)
+        self.started: deque[float] = deque()
+
+
+class Web:
+    """The bot's HTTP client: ``fetch`` is ``ctx.fetch`` (see ``bot.api.Context.fetch``)."""
+
+    def __init__(
+        self,
+        config: HttpConfig | None = None,
+        *,
+        resolve: Resolver = system_resolve,
+        connect: Connector = system_connect,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config or HttpConfig()
+        self._guard = _Guard(AddressPolicy(self.config.allow_private), resolve, connect)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._pools: OrderedDict[tuple[str, str, int], HTTPConnectionPool] = OrderedDict()
+        self._hosts: dict[str, _HostLimits] = {}
+        self._cache: OrderedDict[tuple[Any, ...], tuple[float, Response]] = OrderedDict()
+        #: The thread fetching must never block (the connection's); set by the App.
+        self.forbidden_thread: threading.Thread | None = None
+
+    def configure(self, config: HttpConfig) -> None:
+        """Apply a changed ``http:`` section; fetches under way finish under the old one."""
+        with self._lock:
+            if config.per_host_concurrent != self.config.per_host_concurrent:
+                self._hosts.clear()
+            self.config = config
+            self._guard.policy = AddressPolicy(config.allow_private)
+            self._cache.clear()
+
+    def close(self) -> None:
+        with self._lock:
+            pools, self._pools = list(self._pools.values()), OrderedDict()
+        for pool in pools:
+            pool.close()
+
+    # -- fetching --------------------------------------------------------------------------
+
+    def fetch(
+        self,
+        url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        max_bytes: int | None = None,
+        timeout: float | None = None,
+    ) -> Response:
+        if threading.current_thread() is self.forbidden_thread:
+            raise RuntimeError("fetch() would block the connection: call it from a command")
+        config = self.config
+        url = _with_params(url, params)
+        limit = config.max_bytes if max_bytes is None else max(0, max_bytes)
+        sent = {"User-Agent": config.user_agent, "Accept-Encoding": "gzip, deflate"}
+        sent.update(headers or {})
+        key = (url, tuple(sorted(sent.items())), limit)
+        cached = self._cached(key)
+        if cached is not None:
+            return cached
+        deadline = self._clock() + (config.timeout if timeout is None else timeout)
+        for _hop in range(config.max_redirects + 1):
+            response = self._once(url, sent, limit, deadline)
+            location = response.headers.get("location")
+            if response.status not in REDIRECTS or not location:
+                if response.status < 500:
+                    self._store(key, response)
+                return response
+            url = urljoin(url, location.strip())
+        raise FetchError(f"{_host(url)}: more than {config.max_redirects} redirects", "redirects")
+
+    def _once(self, url: str, headers: dict[str, str], limit: int, deadline: float) -> Response:
+        """One request, no redirects followed."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise FetchError(f"not a web address: {url[:100]}", "invalid")
+        host = parts.hostname.lower()
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            raise FetchError(f"not a web address: {url[:100]}", "invalid") from None
+        with self._slot(host, deadline):
+            pool = self._pool(parts.scheme, host, port)
+            path = urlunsplit(("", "", parts.path or "/", parts.query, ""))
+            left = self._left(host, deadline)
+            timeout = urllib3.Timeout(connect=min(self.config.connect_timeout, left), read=left)
+            try:
+                return self._request(pool, url, path, headers, timeout, limit, deadline)
+            except _Refused as exc:
+                message = f"{exc.host}: refused, it is a private or local address"
+                raise FetchError(message, "refused") from None
+            except (ConnectTimeoutError, ReadTimeoutError, TimeoutError) as exc:
+                raise _timed_out(host) from exc
+            except NameResolutionError as exc:
+                raise FetchError(f"{host}: no such host", "network") from exc
+            except SSLError as exc:
+                raise FetchError(f"{host}: TLS failed ({_reason(exc)})", "network") from exc
+            except (HTTPError, OSError) as exc:
+                if self._clock() >= deadline:
+                    raise _timed_out(host) from exc
+                raise FetchError(f"{host}: {_reason(exc)}", "network") from exc
+
+    def _request(
+        self,
+        pool: HTTPConnectionPool,
+        url: str,
+        path: str,
+        headers: dict[str, str],
+        timeout: urllib3.Timeout,
+        limit: int,
+        deadline: float,
+    ) -> Response:
+        current = self._guard.current
+        current.deadline, current.armed = deadline, []
+        try:
+            raw = pool.urlopen(
+                "GET",
+                path,
+                headers=headers,
+                retries=False,
+                redirect=False,
+                timeout=timeout,
+                preload_content=False,
+                release_conn=False,
+            )
+            complete = False
+            try:
+                body, truncated = _read(raw, limit)
+                complete = not truncated
+            finally:
+                if not complete:
+                    raw.close()  # a cut or failed body: its connection is not reused
+                raw.release_conn()
+        finally:
+            for ticket in current.armed:
+                self._guard.deadlines.disarm(ticket)
+            current.armed = None
+        got = {name.lower(): value for name, value in raw.headers.items()}
+        return Response(
+            url=url,
+            status=raw.status,
+            headers=got,
+            content=body,
+            truncated=truncated,
+            encoding=detect_encoding(got.get("content-type", ""), body),
+        )
+
+    def _left(self, host: str, deadline: float) -> float:
+        left = deadline - self._clock()
+        if left <= 0:
+            raise _timed_out(host)
+        return left
+
+    def _slot(self, host: str, deadline: float) -> _Slot:
+        with self._lock:
+            limits = self._hosts.get(host)
+            if limits is None:
+                limits = self._hosts[host] = _HostLimits(self.config.per_host_concurrent)
+            now = self._clock()
+            while limits.started and limits.started[0] <= now - 60:
+                limits.started.popleft()
+            if len(limits.started) >= self.config.per_host_per_minute:
+                raise FetchError(f"{host}: too many requests this minute; try later", "busy")
+            limits.started.append(now)
+        if not limits.running.acquire(timeout=max(0.0, deadline - self._clock())):
+            raise FetchError(f"{host}: too many requests at once; try later", "busy")
+        return _Slot(limits.running)
+
+    def _pool(self, scheme: str, host: str, port: int) -> HTTPConnectionPool:
+        with self._lock:
+            key = (scheme, host, port)
+            pool = self._pools.get(key)
+            if pool is not None:
+                self._pools.move_to_end(key)
+                return pool
+            cls = HTTPSConnectionPool if scheme == "https" else HTTPConnectionPool
+            pool = cls(host, port, maxsize=self.config.per_host_concurrent, guard=self._guard)
+            pool.ConnectionCls = _HttpsConnection if scheme == "https" else _HttpConnection  # type: ignore[assignment]
+            self._pools[key] = pool
+            while len(self._pools) > 32:
+                self._pools.popitem(last=False)[1].close()
+            return pool
+
+    def _cached(self, key: tuple[Any, ...]) -> Response | None:
+        with self._lock:
+            entry = self._cache.get(key)
+            if entry is None:
+                return None
+            if entry[0] <= self._clock():
+                del self._cache[key]
+                return None
+            self._cache.move_to_end(key)
+            return entry[1]
+
+    def _store(self, key: tuple[Any, ...], response: Response) -> None:
+        config = self.config
+        if config.cache_ttl <= 0 or config.cache_entries <= 0:
+            return
+        with self._lock:
+            self._cache[key] = (self._clock() + config.cache_ttl, response)
+            self._cache.move_to_end(key)
+            while len(self._cache) > config.cache_entries:
+                self._cache.popitem(last=False)
+
+
+class _Slot:
+    def __init__(self, semaphore: threading.BoundedSemaphore) -> None:
+        self._semaphore = semaphore
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        self._semaphore.release()
+
+
+def _read(raw: urllib3.BaseHTTPResponse, limit: int) -> tuple[bytes, bool]:
+    """The body, decoded, up to ``limit`` bytes; and whether there was more.
+
+    ``read1`` decodes only what it returns, so a compressed bomb costs what is read."""
+    chunks: list[bytes] = []
+    got = 0
+    while got <= limit:
+        chunk = raw.read1(min(65536, limit + 1 - got))
+        if not chunk:
+            return b"".join(chunks), False
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)[:limit], True
+
+
+def _with_params(url: str, params: Mapping[str, str] | None) -> str:
+    if not params:
+        return url
+    parts = urlsplit(url)
+    query = "&".join(q for q in (parts.query, urlencode(params)) if q)
+    return urlunsplit(parts._replace(query=query))
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).hostname or url[:100]
+
+
+def _timed_out(host: str) -> FetchError:
+    return FetchError(f"{host} did not answer in time", "timeout")
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost cause of a urllib3 error, short."""
+    while isinstance(exc, HTTPError) and exc.__context__ is not None:
+        exc = exc.__context__
+    reason = getattr(exc, "reason", None) or exc
+    return str(reason).split(": ", 1)[-1][:120] or type(exc).__name__
+
+
+# -- charsets ------------------------------------------------------------------------
+
+_META = re.compile(
+    rb"""<meta[^>]+charset\s*=\s*["']?\s*([a-zA-Z0-9_.:-]+)""", re.IGNORECASE | re.DOTALL
+)
+_SINGLE_BYTE = frozenset({"ascii", "latin-1", "iso8859-1", "cp1252"})
+
+
+def _codec(name: str | None) -> str | None:
+    """Python's name for charset ``name``, or None if there is no such codec."""
+    if not name:
+        return None
+    try:
+        found = codecs.lookup(name.strip().strip("\"'")).name
+    except LookupError:
+        return None
+    # As browsers do (WHATWG): these labels mean windows-1252.
+    return "cp1252" if found in _SINGLE_BYTE else found
+
+
+def _decodes(data: bytes, codec: str) -> bool:
+    """Whether ``data`` is valid in ``codec`` (a cut multibyte character at the end is)."""
+    try:
+        codecs.getincrementaldecoder(codec)("strict").decode(data, final=False)
+    except (UnicodeDecodeError, LookupError):
+        return False
+    return True
+
+
+def detect_encoding(content_type: str, body: bytes) -> str:
+    """The charset to decode ``body`` with.
+
+    In order: a byte-order mark, the Content-Type header's charset, an HTML
+    ``<meta>`` charset, UTF-8, then charset_normalizer's guess. A declared charset
+    the bytes are not valid in is passed over, and a page declared windows-1252
+    (or latin-1, ascii) whose bytes are valid non-ASCII UTF-8 is read as UTF-8:
+    servers that default their header to latin-1 serve UTF-8 pages every day.
+    """
+    for bom, codec in ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
+                       (codecs.BOM_UTF16_BE, "utf-16")):  # fmt: skip
+        if body.startswith(bom):
+            return codec
+    head = body[:65536]
+    utf8 = _decodes(head, "utf-8")
+    declared = re.search(r"charset\s*=\s*([^;\s]+)", content_type, re.IGNORECASE)
+    meta = _META.search(head[:4096])
+    for name in (declared[1] if declared else None, meta[1].decode() if meta else None):
+        codec = _codec(name)
+        if codec is None:
+            continue
+        if codec == "cp1252" and utf8 and not head.isascii():
+            return "utf-8"
+        if _decodes(head, codec):
+            return codec
+    if utf8:
+        return "utf-8"
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(head).best()
+    return _codec(best.encoding if best else None) or "cp1252"

@@ -1,0 +1,129 @@
+"""A real HTTP server on 127.0.0.1 for the web tests: routes set per test, requests recorded.
+
+The machines have no internet and tests talk only to loopback, so pages, JSON
+APIs, redirects, bombs and trickles are served from here, in the shape the real
+services send them. Use the ``web_server`` fixture (tests/conftest.py)::
+
+    def test_title(web_server):
+        web_server.route("/a", "<title>Hi</title>")
+        ... fetch(web_server.url + "/a") ...
+        assert web_server.paths == ["/a"]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+#: A route's body: bytes, text (sent as UTF-8), or a function writing the whole
+#: response itself through the handler (for trickles, bombs and broken servers).
+Body = bytes | str | Callable[[BaseHTTPRequestHandler], None]
+
+
+@dataclass
+class Route:
+    body: Body
+    status: int = 200
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request the server got."""
+
+    path: str  # with its query string
+    headers: Mapping[str, str]  # lower-case names
+
+    @property
+    def query(self) -> str:
+        return urlsplit(self.path).query
+
+
+class WebServer:
+    """Serves the routes a test sets; 404 for the rest. ``url`` is ``http://127.0.0.1:PORT``."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, Route] = {}
+        self.requests: list[Request] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def route(
+        self,
+        path: str,
+        body: Body = b"",
+        *,
+        status: int = 200,
+        content_type: str | None = "text/html; charset=utf-8",
+        headers: Mapping[str, str] | None = None,
+    ) -> str:
+        """Serve ``body`` at ``path`` (matched without its query string); returns its URL."""
+        sent = dict(headers or {})
+        if content_type is not None:
+            sent.setdefault("Content-Type", content_type)
+        self.routes[path] = Route(body, status, sent)
+        return self.url + path
+
+    def redirect(self, path: str, to: str, status: int = 302) -> str:
+        """Answer ``path`` with a redirect to ``to`` (absolute, or relative to the server)."""
+        return self.route(path, b"", status=status, content_type=None, headers={"Location": to})
+
+    @property
+    def paths(self) -> list[str]:
+        """The paths requested so far (with query strings), oldest first."""
+        with self._lock:
+            return [r.path for r in self.requests]
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body are two writes
+
+            def do_GET(self) -> None:
+                with server._lock:
+                    server.requests.append(
+                        Request(self.path, {k.lower(): v for k, v in self.headers.items()})
+                    )
+                route = server.routes.get(urlsplit(self.path).path)
+                if route is None:
+                    route = Route(b"not found", 404, {"Content-Type": "text/plain"})
+                if callable(route.body):
+                    route.body(self)
+                    return
+                body = route.body.encode() if isinstance(route.body, str) else route.body
+                self.send_response(route.status)
+                for name, value in route.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                with contextlib.suppress(OSError):  # the client stopped reading (a cap)
+                    self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        return Handler
+
+
+def web_server_fixture() -> Iterator[WebServer]:
+    server = WebServer()
+    try:
+        yield server
+    finally:
+        server.close()
