@@ -261,7 +261,7 @@ class Web:
         *,
         resolve: Resolver = system_resolve,
         connect: Connector = system_connect,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.monotonic,  # for the cache and per-minute limits
     ) -> None:
         self.config = config or HttpConfig()
         self._guard = _Guard(AddressPolicy(self.config.allow_private), resolve, connect)
@@ -310,7 +310,7 @@ class Web:
         cached = self._cached(key)
         if cached is not None:
             return cached
-        deadline = self._clock() + (config.timeout if timeout is None else timeout)
+        deadline = time.monotonic() + (config.timeout if timeout is None else timeout)
         for _hop in range(config.max_redirects + 1):
             response = self._once(url, sent, limit, deadline)
             location = response.headers.get("location")
@@ -348,7 +348,7 @@ class Web:
             except SSLError as exc:
                 raise FetchError(f"{host}: TLS failed ({_reason(exc)})", "network") from exc
             except (HTTPError, OSError) as exc:
-                if self._clock() >= deadline:
+                if time.monotonic() >= deadline:
                     raise _timed_out(host) from exc
                 raise FetchError(f"{host}: {_reason(exc)}", "network") from exc
 
@@ -398,7 +398,7 @@ class Web:
         )
 
     def _left(self, host: str, deadline: float) -> float:
-        left = deadline - self._clock()
+        left = deadline - time.monotonic()
         if left <= 0:
             raise _timed_out(host)
         return left
@@ -414,7 +414,7 @@ class Web:
             if len(limits.started) >= self.config.per_host_per_minute:
                 raise FetchError(f"{host}: too many requests this minute; try later", "busy")
             limits.started.append(now)
-        if not limits.running.acquire(timeout=max(0.0, deadline - self._clock())):
+        if not limits.running.acquire(timeout=max(0.0, deadline - time.monotonic())):
             raise FetchError(f"{host}: too many requests at once; try later", "busy")
         return _Slot(limits.running)
 
