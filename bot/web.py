@@ -262,8 +262,10 @@ class Web:
         resolve: Resolver = system_resolve,
         connect: Connector = system_connect,
         clock: Callable[[], float] = time.monotonic,  # for the cache and per-minute limits
+        ca_certs: str | None = None,  # trust these instead of the system's (tests)
     ) -> None:
         self.config = config or HttpConfig()
+        self._ca_certs = ca_certs
         self._guard = _Guard(AddressPolicy(self.config.allow_private), resolve, connect)
         self._clock = clock
         self._lock = threading.Lock()
@@ -425,9 +427,15 @@ class Web:
             if pool is not None:
                 self._pools.move_to_end(key)
                 return pool
-            cls = HTTPSConnectionPool if scheme == "https" else HTTPConnectionPool
-            pool = cls(host, port, maxsize=self.config.per_host_concurrent, guard=self._guard)
-            pool.ConnectionCls = _HttpsConnection if scheme == "https" else _HttpConnection  # type: ignore[assignment]
+            size = self.config.per_host_concurrent
+            if scheme == "https":
+                pool = HTTPSConnectionPool(
+                    host, port, maxsize=size, guard=self._guard, ca_certs=self._ca_certs
+                )
+                pool.ConnectionCls = _HttpsConnection
+            else:
+                pool = HTTPConnectionPool(host, port, maxsize=size, guard=self._guard)
+                pool.ConnectionCls = _HttpConnection
             self._pools[key] = pool
             while len(self._pools) > 32:
                 self._pools.popitem(last=False)[1].close()

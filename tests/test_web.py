@@ -8,12 +8,15 @@ refusal happened before any connection, not after one.
 from __future__ import annotations
 
 import gzip
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 import time
 import tracemalloc
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -203,6 +206,56 @@ def test_allow_private_entries_are_checked_in_config() -> None:
         http_config({"allow_private": ["10.0.0.1", "intranet"]})
     with pytest.raises(ValueError, match="unknown key"):
         http_config({"timout": 3})
+
+
+# -- TLS -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A fresh self-signed certificate (and its key) for 127.0.0.1."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    key, cert = folder / "key.pem", folder / "cert.pem"
+    subprocess.run(
+        [
+            *(openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"),
+            *("-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2"),
+            *("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    return cert, key
+
+
+@pytest.fixture
+def https_server(certificate: tuple[Path, Path]) -> Iterator[WebServer]:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*certificate)
+    server = WebServer(tls=context)
+    yield server
+    server.close()
+
+
+def test_https_checks_the_certificate_against_the_links_host(
+    https_server: WebServer, certificate: tuple[Path, Path]
+) -> None:
+    url = https_server.route("/a", "secret")
+    with pytest.raises(FetchError, match="TLS failed") as caught:
+        web().fetch(url)  # self-signed: not trusted
+    assert caught.value.reason == "network"
+    trusting = Web(HttpConfig(allow_private=LOOPBACK), ca_certs=str(certificate[0]))
+    assert trusting.fetch(url).text == "secret"
+    # The address is chosen by the bot, the name is still what TLS checks:
+    resolve = fake_dns({"elsewhere.test": ["127.0.0.1"]})
+    other = Web(HttpConfig(allow_private=LOOPBACK), resolve=resolve, ca_certs=str(certificate[0]))
+    with pytest.raises(FetchError, match="TLS failed"):
+        other.fetch(f"https://elsewhere.test:{https_server.port}/a")
+    assert https_server.paths == ["/a"]
 
 
 # -- limits ----------------------------------------------------------------------------
