@@ -1,19 +1,75 @@
-"""Seen: when a nick was last around, and what they did."""
+"""Seen: when a nick was last around, and what they did.
+
+What it hears is written to its state in batches, not one SQLite write each (joining
+busy channels is thousands of JOINs): in one transaction per FLUSH_CHUNK nicks, every
+FLUSH_EVERY seconds, as soon as FLUSH_AT nicks wait, and when this version is torn
+down (a reload, the bot stopping). ``!seen`` looks at what waits first, so it answers
+as if every record were written at once; a crash loses at most the last few seconds.
+"""
 
 from __future__ import annotations
 
 import re
+import threading
+from typing import Any
 
-from bot.api import CommandError, Context, Event, command, on_event, on_message
+from bot.api import Bot, CommandError, Context, Event, State, command, on_event, on_message
 
 from ._common import ago, clip, irc_lower, is_nick, now
 
 MAX_TEXT = 200
 MAX_SPLIT = 2000  # nicks of one netsplit recorded at most
+FLUSH_EVERY = 5.0  # seconds between writes of what was heard
+FLUSH_AT = 1000  # ...or sooner, once this many nicks wait
+FLUSH_CHUNK = 250  # nicks per transaction (other modules' state waits while one runs)
+
+_lock = threading.Lock()
+_waiting: dict[str, dict[str, Any]] = {}  # folded nick -> its latest record, not written yet
+_writing = threading.Lock()  # one flush at a time
 
 
 def record(ctx: Context, nick: str, **what: str | None) -> None:
-    ctx.state[irc_lower(nick)] = {"nick": nick, "at": now(), **what}
+    entry = {"nick": nick, "at": now(), **what}
+    with _lock:
+        _waiting[irc_lower(nick)] = entry
+        full = len(_waiting) >= FLUSH_AT
+    if full:
+        flush(ctx.state, wait=False)
+
+
+def flush(state: State, *, wait: bool = True) -> None:
+    """Write the waiting records. They stay in ``_waiting`` (and ``!seen`` finds them)
+    until written; ``wait=False``: leave it to a flush already under way."""
+    if not _writing.acquire(blocking=wait):
+        return
+    try:
+        with _lock:
+            batch = list(_waiting.items())
+        for start in range(0, len(batch), FLUSH_CHUNK):
+            chunk = batch[start : start + FLUSH_CHUNK]
+            with state.transaction() as written:
+                for key, entry in chunk:
+                    written[key] = entry
+            with _lock:
+                for key, entry in chunk:
+                    if _waiting.get(key) is entry:  # (not recorded again meanwhile)
+                        del _waiting[key]
+    finally:
+        _writing.release()
+
+
+def last_seen(state: State, key: str) -> dict[str, Any] | None:
+    with _lock:
+        entry = _waiting.get(key)
+    return entry if entry is not None else state.get(key)
+
+
+def setup(bot: Bot) -> None:
+    bot.every(FLUSH_EVERY, lambda: flush(bot.state))
+
+
+def teardown(bot: Bot) -> None:
+    flush(bot.state)
 
 
 @on_message(r"")
@@ -76,7 +132,7 @@ def seen(ctx: Context, args: str) -> str:
         return f"{ctx.nick}: that's you!"
     if irc_lower(nick) == irc_lower(ctx.bot_nick):
         return "I'm right here."
-    entry = ctx.state.get(irc_lower(nick))
+    entry = last_seen(ctx.state, irc_lower(nick))
     if not entry:
         return f"I haven't seen {nick}."
     return f"{entry['nick']} was last seen {ago(entry['at'])}{describe(entry)}"

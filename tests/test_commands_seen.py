@@ -132,3 +132,63 @@ def test_away_and_netsplits_are_seen(load_command: LoadCommand) -> None:
     assert bot.say("!seen dave") == [
         "dave was last seen just now, quitting (netsplit: hub.example leaf.example)"
     ]
+
+
+# -- records are written in batches ----------------------------------------------------
+
+
+def test_records_wait_in_memory_and_seen_answers_them_at_once(
+    load_command: LoadCommand, wall: WallClock
+) -> None:
+    bot = load_command(SEEN)
+    wall.follow(bot)
+    bot.event("join", nick="Bob", channel="#a")
+    bot.say("hi all", nick="carol")
+    assert "bob" not in bot.state and "carol" not in bot.state  # not written yet
+    assert bot.say("!seen bob") == ["Bob was last seen just now, joining #a"]
+    assert bot.say("!seen CAROL") == ["carol was last seen just now in #test, saying: hi all"]
+    bot.advance(bot.module.FLUSH_EVERY)
+    assert bot.state["bob"]["kind"] == "join" and bot.state["carol"]["kind"] == "say"
+    bot.event("part", nick="bob", channel="#a", text="later")  # newer than what is written
+    assert bot.state["bob"]["kind"] == "join"
+    assert bot.say("!seen bob") == ["bob was last seen just now, leaving #a (later)"]
+
+
+def test_a_join_flood_is_written_a_chunk_per_transaction(
+    load_command: LoadCommand, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bot = load_command(SEEN)
+    module = bot.module
+    monkeypatch.setattr(module, "FLUSH_AT", 10)
+    monkeypatch.setattr(module, "FLUSH_CHUNK", 4)
+    transactions: list[int] = []
+    state_class = type(bot.state)
+    real = state_class.transaction
+    monkeypatch.setattr(
+        state_class, "transaction", lambda self: transactions.append(1) or real(self)
+    )
+    for i in range(9):
+        bot.event("join", nick=f"user{i}", channel="#a")
+    assert len(bot.state) == 0 and transactions == []
+    bot.event("join", nick="user9", channel="#a")  # the tenth: written at once
+    assert sorted(bot.state) == sorted(f"user{i}" for i in range(10))
+    assert len(transactions) == 3  # 4 + 4 + 2
+    assert bot.say("!seen user3") == ["user3 was last seen just now, joining #a"]
+
+
+@pytest.mark.parametrize("isolated", [False, True], ids=["in-process", "isolated"])
+def test_what_waits_is_written_on_reload_and_when_the_bot_stops(
+    load_command: LoadCommand, tmp_path: Path, isolated: bool
+) -> None:
+    db = tmp_path / "state.sqlite3"
+    bot = load_command(SEEN, state_db=db, isolated=isolated)
+    bot.event("join", nick="bob", channel="#a")
+    assert "bob" not in bot.state
+    bot.reload(force=True)  # the old version's teardown writes it
+    assert bot.state["bob"]["channel"] == "#a"
+    bot.event("quit", nick="carol", text="bye")
+    bot.close()
+
+    again = load_command(SEEN, state_db=db, isolated=isolated)
+    assert again.state["carol"]["kind"] == "quit"
+    assert again.say("!seen carol") == ["carol was last seen just now, quitting (bye)"]
