@@ -106,3 +106,13 @@ def snapshot(state: State) -> dict[str, Any]:
 def clip(text: str, limit: int) -> str:
     """``text`` cut to ``limit`` characters, with an ellipsis if cut."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# Control characters (IRC colours and bold among them) and the bidi overrides that
+# would turn the rest of a line around: never passed on from a web page or an API.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def one_line(text: str) -> str:
+    """``text`` as one clean line: control characters gone, whitespace runs one space."""
+    return " ".join(_UNSAFE.sub(" ", text).split())
