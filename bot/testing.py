@@ -512,6 +512,7 @@ class LoadCommand(Protocol):
         command_timeout: float = ...,
         isolated: bool = ...,
         settings: Mapping[str, Any] | None = ...,
+        http: Mapping[str, Any] | None = ...,
     ) -> CommandBot: ...
 
 

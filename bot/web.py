@@ -305,14 +305,16 @@ class Web:
             raise RuntimeError("fetch() would block the connection: call it from a command")
         config = self.config
         url = _with_params(url, params)
-        limit = config.max_bytes if max_bytes is None else max(0, max_bytes)
+        # A module may ask for less than the operator's limits, never for more.
+        limit = config.max_bytes if max_bytes is None else max(0, min(max_bytes, config.max_bytes))
+        total = config.timeout if timeout is None else max(0.0, min(timeout, config.timeout))
         sent = {"User-Agent": config.user_agent, "Accept-Encoding": "gzip, deflate"}
         sent.update(headers or {})
         key = (url, tuple(sorted(sent.items())), limit)
         cached = self._cached(key)
         if cached is not None:
             return cached
-        deadline = time.monotonic() + (config.timeout if timeout is None else timeout)
+        deadline = time.monotonic() + total
         for _hop in range(config.max_redirects + 1):
             response = self._once(url, sent, limit, deadline)
             location = response.headers.get("location")

@@ -5,8 +5,10 @@ false}}``, or in one channel's ``modules:``; ``disable: [urltitle]`` works too).
 Links in private messages are never fetched. At most ``max_links`` links of a
 line are looked at, each one at most once per channel every ``repeat_window``
 seconds (a repeat does not count), and links to ``ignore_domains`` (and their
-subdomains) never. Only ``text/html`` and XHTML answers have a title: the
-page's ``<title>``, else its ``og:title``. Anything that goes wrong (no answer,
+subdomains) never; at most two pages are fetched at once (more links meanwhile
+are skipped, so slow sites cannot hold the workers that answer commands). Only
+``text/html`` and XHTML answers have a title: the page's ``<title>``, else its
+``og:title``. Anything that goes wrong (no answer,
 an error status, no title) is silent, logged at debug. A command line with a
 link (``!wiki https://...``) is a line like any other: its link gets a title too.
 """
@@ -27,6 +29,9 @@ from ._common import clip, irc_lower, one_line
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 REMEMBERED = 2_000  # links kept for repeat_window, all channels together
+# Pages fetched at once, all channels together: a flood of links to slow sites
+# must not hold the workers that answer commands.
+AT_ONCE = 2
 _LINK = re.compile(r"""https?://[^\s<>"'`]+""", re.I)
 
 
@@ -82,6 +87,7 @@ class Recent:
 
 
 _recent = Recent()
+_fetching = threading.BoundedSemaphore(AT_ONCE)
 
 
 @on_message(r"(?i)https?://")
@@ -100,7 +106,13 @@ def titles(ctx: Context, match: re.Match[str]) -> list[str] | None:
         if not _recent.first_time(ctx.channel, link, settings.repeat_window):
             continue
         looked += 1
-        line = announce(ctx, link, settings)
+        if not _fetching.acquire(blocking=False):
+            ctx.log.debug("no title for %s: %d pages are being fetched already", link, AT_ONCE)
+            continue
+        try:
+            line = announce(ctx, link, settings)
+        finally:
+            _fetching.release()
         if line:
             lines.append(line)
     return lines

@@ -51,6 +51,10 @@ WMO = {
 }
 
 
+# Two requests must fit in the default command_timeout (10 s) together.
+EACH_TIMEOUT = 4.5
+
+
 @dataclass(frozen=True)
 class Settings:
     """modules: {weather: {...}} in config.yaml (or a channel's modules:)."""
@@ -99,7 +103,7 @@ def weather(ctx: Context, args: str) -> str:
 def get(ctx: Context, url: str, params: dict[str, str]) -> dict[str, Any]:
     """The JSON object at ``url``; a CommandError saying what went wrong if there is none."""
     try:
-        response: Response = ctx.fetch(url, params=params)
+        response: Response = ctx.fetch(url, params=params, timeout=EACH_TIMEOUT)
         if not response.ok:
             raise CommandError(f"weather: the service answered {response.status}")
         data = response.json()
