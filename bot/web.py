@@ -283,6 +283,10 @@ class Web:
             self.config = config
             self._guard.policy = AddressPolicy(config.allow_private)
             self._cache.clear()
+            # Kept-alive connections were checked under the old policy: none is reused.
+            pools, self._pools = list(self._pools.values()), OrderedDict()
+        for pool in pools:
+            pool.close()
 
     def close(self) -> None:
         with self._lock:

@@ -411,11 +411,16 @@ def test_responses_are_cached_for_their_ttl(web_server: WebServer) -> None:
 
 def test_a_config_change_applies_to_the_next_fetch(web_server: WebServer) -> None:
     url = web_server.route("/a", "ok")
-    client = Web(HttpConfig())
+    client = Web(HttpConfig(cache_ttl=0))
     with pytest.raises(FetchError, match="refused"):
         client.fetch(url)
-    client.configure(HttpConfig(allow_private=LOOPBACK))
+    client.configure(HttpConfig(allow_private=LOOPBACK, cache_ttl=0))
     assert client.fetch(url).ok
+    # A kept-alive connection, checked under the old policy, is not reused under the new.
+    client.configure(HttpConfig(cache_ttl=0))
+    with pytest.raises(FetchError, match="refused"):
+        client.fetch(url)
+    assert web_server.paths == ["/a"]
 
 
 def test_fetch_refuses_to_run_on_the_connection_thread(web_server: WebServer) -> None:
