@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from bot.api import Event, Response
 from bot.builtins import Builtins
 from bot.casemap import irc_lower
-from bot.config import Config, ConfigError, diff, load_config
+from bot.config import Config, ConfigError, load_config
+from bot.config_change import diff
 from bot.connection import Backoff, Connection, ConnectionSettings
 from bot.ctcp import CtcpAnswers
 from bot.dispatch import Dispatcher, Running

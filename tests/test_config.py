@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import ConfigError, diff, parse_config
+from bot.config import ConfigError, parse_config
+from bot.config_change import diff
 
 GOOD = """\
 server: {host: 127.0.0.1, port: 6667, tls: false}

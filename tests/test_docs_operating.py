@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
-from bot.config import Config, diff, parse_config
+from bot.config import Config, parse_config
+from bot.config_change import diff
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -25,9 +25,10 @@ import pytest
 from webserver import WebServer
 
 from bot.api import FetchError
+from bot.charsets import detect_encoding
 from bot.config import http_config
 from bot.testing import LoadCommand
-from bot.web import HttpConfig, Web, detect_encoding, system_connect, system_resolve
+from bot.web import HttpConfig, Web, system_connect, system_resolve
 
 LOOPBACK = ("127.0.0.1",)
 
