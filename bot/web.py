@@ -230,7 +230,11 @@ class _Deadlines:
         while True:
             with self._cond:
                 while not self._due or self._due[0][0] > time.monotonic():
-                    self._cond.wait(self._due[0][0] - time.monotonic() if self._due else None)
+                    if self._due:
+                        self._cond.wait(self._due[0][0] - time.monotonic())
+                    elif not self._cond.wait(30.0) and not self._due:
+                        self._thread = None  # idle: a closed Web leaves no thread behind
+                        return
                 _, ticket, conn = heapq.heappop(self._due)
                 if ticket in self._cancelled:
                     self._cancelled.discard(ticket)
