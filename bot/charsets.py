@@ -56,9 +56,10 @@ def detect_encoding(content_type: str, body: bytes) -> str:
     declared = re.search(r"charset\s*=\s*([^;\s]+)", content_type, re.IGNORECASE)
     meta = _META.search(head[:4096])
     for name in (declared[1] if declared else None, meta[1].decode() if meta else None):
-        codec = _codec(name)
-        if codec is None:
+        found = _codec(name)
+        if found is None:
             continue
+        codec = found
         if codec == "cp1252" and utf8 and not head.isascii():
             return "utf-8"
         if _decodes(head, codec):
