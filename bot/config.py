@@ -537,6 +537,15 @@ def http_config(section: Mapping[str, Any]) -> HttpConfig:
         raise ValueError(f"http: {exc.key}: {exc.message}") from None
 
 
+def channel_options(entries: list[Any]) -> dict[str, ChannelOptions]:
+    """A ``channels:`` list as config.yaml takes it (names, or mappings with ``name``,
+    ``key``, ``disable``, ``modules``); ValueError naming the entry if wrong."""
+    try:
+        return _channels(list(entries))
+    except _Invalid as exc:
+        raise ValueError(f"channels: {exc.key}: {exc.message}") from None
+
+
 def _network(key: str, value: Any) -> str:
     """An address or a network (CIDR) ``http.allow_private`` lets the bot fetch from."""
     import ipaddress

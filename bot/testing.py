@@ -35,7 +35,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from concurrent.futures import wait
 from dataclasses import dataclass, field
 from enum import Enum
@@ -108,6 +108,9 @@ class FakeTransport:
 
         self._timers = TimerHeap(lambda: self.now)
         self._changed = threading.Condition()
+        from bot.channels import Channels
+
+        self.members = Channels()  # who has which channel modes (CommandBot.set_modes)
 
     def run(self) -> None:
         raise RuntimeError("the test transport has no loop; CommandBot drives it")
@@ -162,14 +165,32 @@ def _test_config(
     isolate: tuple[str, ...] = (),
     modules: Mapping[str, Mapping[str, Any]] | None = None,
     http: Mapping[str, Any] | None = None,
+    channels: Sequence[str | Mapping[str, Any]] = (),
 ) -> Config:
     from bot.auth import parse_admin_rule
-    from bot.config import CommandRate, Config, RateLimit, ServerConfig, http_config
+    from bot.casemap import irc_lower
+    from bot.config import (
+        CommandRate,
+        Config,
+        RateLimit,
+        ServerConfig,
+        channel_options,
+        http_config,
+    )
+
+    def name(entry: str | Mapping[str, Any]) -> str:
+        return irc_lower(entry if isinstance(entry, str) else str(entry.get("name", "")))
+
+    given = list(channels)
+    if irc_lower(channel) not in map(name, given):
+        given.insert(0, channel)
+    options = channel_options(given)
 
     return Config(
         server=ServerConfig(host="irc.example.invalid"),
         nick=nick,
-        channels=(channel,),
+        channels=tuple(o.name for o in options.values()),
+        channel_options=options,
         prefix=prefix,
         admins=(parse_admin_rule(f"account:{TEST_ACCOUNT}"),),
         commands_dir=folder,
@@ -226,6 +247,7 @@ class CommandBot:
         isolated: bool = False,
         settings: Mapping[str, Any] | None = None,
         http: Mapping[str, Any] | None = None,
+        channels: Sequence[str | Mapping[str, Any]] = (),
     ) -> CommandBot:
         """Load the module at ``path`` (with its helpers) into a fresh bot; ``close()`` it.
 
@@ -233,7 +255,10 @@ class CommandBot:
         does (its timers then run on the worker's real clock, not on ``advance()``).
         ``settings`` is its section of config.yaml's ``modules:`` (``ctx.settings``);
         ``http`` is config.yaml's ``http:`` section (``ctx.fetch``): a test serving
-        pages on loopback gives ``http={"allow_private": ["127.0.0.1"]}``.
+        pages on loopback gives ``http={"allow_private": ["127.0.0.1"]}``;
+        ``channels`` are entries of config.yaml's ``channels:`` (the bot's
+        ``channel`` is added if missing), e.g. ``[{"name": "#quiet", "disable":
+        ["karma"], "modules": {"karma": {...}}}]``.
 
         ``state`` seeds the module's ``ctx.state`` before it loads (``setup``
         sees it). State lives in SQLite as on IRC (so values must be JSON, and
@@ -268,6 +293,7 @@ class CommandBot:
             isolate=(name,) if isolated else (),
             modules={name: settings} if settings is not None else None,
             http=http,
+            channels=channels,
         )
         try:
             namespace = f"reloadbot_testing_{next(_apps)}"
@@ -339,6 +365,18 @@ class CommandBot:
         else:
             message = Message(source, where, text, is_private=False)
         return self._step(lambda: self.app.dispatcher.handle(message), wait, timeout, text)
+
+    def set_modes(self, nick: str, modes: str, *, channel: str | _Default = BOT_CHANNEL) -> None:
+        """Give ``nick`` exactly these channel modes (``"o"``: op, ``"v"``: voice, ``""``:
+        none) in ``channel`` (default the bot's), as NAMES and MODE lines would:
+        ``ctx.user_modes``, ``ctx.is_op``, ``require=`` and ``permissions:`` see them."""
+        where = self.channel if isinstance(channel, _Default) else channel
+        transport = self.app.connection
+        assert isinstance(transport, FakeTransport)
+        members = transport.members
+        members.joined(where, nick)
+        if modes:
+            members.mode(where, ["+" + modes, *([nick] * len(modes))])
 
     def event(
         self,
@@ -513,6 +551,7 @@ class LoadCommand(Protocol):
         isolated: bool = ...,
         settings: Mapping[str, Any] | None = ...,
         http: Mapping[str, Any] | None = ...,
+        channels: Sequence[str | Mapping[str, Any]] = ...,
     ) -> CommandBot: ...
 
 

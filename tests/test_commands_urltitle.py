@@ -5,14 +5,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import replace
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-
-from bot.config import ChannelOptions
 
 if TYPE_CHECKING:
     from webserver import WebServer
@@ -199,11 +196,8 @@ def test_off_everywhere_and_in_one_channel(
     url = web_server.route("/a", page("<title>hi</title>"))
     assert load(load_command, enabled=False).say(url) == []
     assert web_server.paths == []
-    bot = load(load_command)
-    # channels: [{name: "#quiet", modules: {urltitle: {enabled: false}}}], as a rehash applies it
-    quiet = ChannelOptions("#quiet", modules={"urltitle": {"enabled": False}})
-    config = replace(bot.app.config, channel_options={"#quiet": quiet})
-    assert bot.app.reloader.check_settings(config) == []
+    quiet = {"name": "#quiet", "modules": {"urltitle": {"enabled": False}}}
+    bot = load_command(URLTITLE, http=LOOPBACK, channels=[quiet])
     assert bot.say(url, channel="#Quiet") == []
     assert web_server.paths == []
     assert bot.say(url) == ["[ hi ] - 127.0.0.1"]

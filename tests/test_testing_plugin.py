@@ -367,3 +367,38 @@ def test_a_module_can_be_tested_isolated_too(load_command: LoadCommand, folder: 
     worker = bot.module.__reloadbot_worker__
     assert worker.process.pid != os.getpid()
     assert bot.state["rolls"] == 1  # its state is the bot's
+
+
+GUARDED = '''
+from bot.api import Context, command
+
+
+@command(require="op")
+def kick(ctx: Context, args: str) -> str:
+    """kick NICK -- ops only"""
+    return f"{ctx.nick} may: {sorted(ctx.user_modes)} op={ctx.is_op}"
+
+
+@command
+def hello(ctx: Context, args: str) -> str:
+    """hello -- anyone"""
+    return "hello"
+'''
+
+
+def test_channel_modes_and_channel_entries(load_command: LoadCommand, tmp_path: Path) -> None:
+    path = tmp_path / "guarded.py"
+    path.write_text(GUARDED)
+    quiet = {"name": "#quiet", "disable": ["hello"]}
+    bot = load_command(path, channels=[quiet, "#other"])
+    refused = ["bob: !kick needs op in this channel"]
+    assert bot.say("!kick x", nick="bob") == refused
+    bot.set_modes("bob", "ov")
+    assert bot.say("!kick x", nick="bob") == ["bob may: ['o', 'v'] op=True"]
+    assert bot.say("!kick x", nick="Bob") == ["Bob may: ['o', 'v'] op=True"]  # casemapped
+    assert bot.say("!kick x", nick="bob", channel="#other") == refused
+    bot.set_modes("bob", "", channel="#test")
+    assert bot.say("!kick x", nick="bob") == refused
+    assert bot.say("!hello") == ["hello"]
+    assert bot.say("!hello", channel="#QUIET") == []  # disabled there
+    assert bot.app.config.channels == ("#test", "#quiet", "#other")
