@@ -41,6 +41,7 @@ from urllib3.exceptions import (
     ConnectTimeoutError,
     HTTPError,
     NameResolutionError,
+    NewConnectionError,
     ReadTimeoutError,
     SSLError,
 )
@@ -179,7 +180,8 @@ class _GuardedConnectionMixin:
                 raise ConnectTimeoutError(self, f"{self.host}: connect timed out") from exc
             except OSError as exc:
                 last = exc
-        raise OSError(f"cannot connect to {self.host}: {last}")
+        reason = (last.strerror if last is not None else None) or str(last)
+        raise NewConnectionError(self, reason)  # type: ignore[arg-type]
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         """Every request on this connection (new or reused) ends at its fetch's deadline."""
@@ -353,10 +355,14 @@ class Web:
             except _Refused as exc:
                 message = f"{exc.host}: refused, it is a private or local address"
                 raise FetchError(message, "refused") from None
-            except (ConnectTimeoutError, ReadTimeoutError, TimeoutError) as exc:
-                raise _timed_out(host) from exc
+            # (urllib3's NewConnectionError and NameResolutionError are ConnectTimeoutErrors
+            # too, for history's sake: they are caught first.)
             except NameResolutionError as exc:
                 raise FetchError(f"{host}: no such host", "network") from exc
+            except NewConnectionError as exc:
+                raise FetchError(f"{host}: cannot connect ({_reason(exc)})", "network") from exc
+            except (ConnectTimeoutError, ReadTimeoutError, TimeoutError) as exc:
+                raise _timed_out(host) from exc
             except SSLError as exc:
                 raise FetchError(f"{host}: TLS failed ({_reason(exc)})", "network") from exc
             except (HTTPError, OSError) as exc:

@@ -160,6 +160,24 @@ def test_a_name_that_resolves_to_a_private_address_is_refused() -> None:
     assert connections.addresses == []
 
 
+def test_a_host_that_does_not_resolve_or_refuses_is_said_so(web_server: WebServer) -> None:
+    def no_such_host(host: str, port: int) -> list[tuple[int, tuple]]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    with pytest.raises(FetchError, match=r"^nowhere.example: no such host$") as caught:
+        Web(HttpConfig(), resolve=no_such_host).fetch("http://nowhere.example/")
+    assert caught.value.reason == "network"
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, not listening: connecting is refused
+    port = closed.getsockname()[1]
+    try:
+        with pytest.raises(FetchError, match=r"^127.0.0.1: cannot connect") as caught:
+            web().fetch(f"http://127.0.0.1:{port}/")
+    finally:
+        closed.close()
+    assert caught.value.reason == "network"
+
+
 def test_only_the_public_addresses_of_a_name_are_connected_to() -> None:
     connections = Connections(real=False)
     resolve = fake_dns({"mixed.example": ["10.0.0.7", "::1", "93.184.216.34", "2606:2800::1"]})
