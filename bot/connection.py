@@ -74,6 +74,10 @@ class ConnectionSettings:
 
 
 JOIN_BURST = 4  # JOIN lines sent at once on connecting; then one a second
+# After a message, the connection thread pauses this long (real time, GIL released)
+# so the worker it woke takes the GIL now, at most once per HAND_OVER_GAP of reading.
+HAND_OVER_PAUSE = 0.0001
+HAND_OVER_GAP = 0.002
 MAX_BATCHES = 32  # open at once; a server opening more is not followed
 MAX_BATCH_NICKS = 10_000  # nicks one netsplit event names
 
@@ -154,6 +158,18 @@ class Connection:
         self.server: GuardedConnection = self.reactor.server()
         self.server.on_names = lambda channel, entries: self.members.names(channel, entries)
         self.server.on_line = self._heard
+        self.server.between_lines = self._between_lines
+        self._paused_at = 0.0  # monotonic time of the last hand-over pause
+        # The busiest lines (a join flood is thousands of JOINs) skip the library's events;
+        # these handlers are also the reactor's, for the lines the fast path leaves to it.
+        self.server.fast = {
+            "JOIN": ("join", self._on_join),
+            "PART": ("part", self._on_part),
+            "KICK": ("kick", self._on_kick),
+            "QUIT": ("quit", self._on_quit),
+            "NICK": ("nick", self._on_nick),
+            "MODE": ("mode", self._on_mode),
+        }
         self.registered = threading.Event()
         self.session = Session()  # what this connection has learned; fresh on each connect
         self.nick = settings.nicks[0]
@@ -476,6 +492,25 @@ class Connection:
         self.session.last_rx = time.monotonic()
         self.session.ping_sent_at = None
 
+    def _between_lines(self) -> None:
+        """Hand the GIL to the workers a message woke, and send what waits, mid-batch.
+
+        While lines wait, the connection thread gives the GIL up only in system calls
+        (a recv, a PONG) and takes it back before a woken worker can: CPython forces a
+        switch only after 5 ms without one, so a command waited 5-30 ms for a worker to
+        start during a join flood. A short sleep hands the GIL over; replies are sent
+        at the next line instead of after the whole batch."""
+        server = self.server
+        if server.pause_due:
+            now = time.monotonic()
+            if now - self._paused_at >= HAND_OVER_GAP:
+                server.pause_due = False
+                time.sleep(HAND_OVER_PAUSE)
+                self._paused_at = time.monotonic()
+        if self.reactor.woken:
+            self.reactor.woken = False
+            self._flush()
+
     def _cap_give_up(self, generation: int) -> None:
         if generation == self.session.generation and self.server.is_connected():
             # (an earlier connection's timer does nothing)
@@ -568,9 +603,10 @@ class Connection:
         return self._fold(nick) == self._fold(self.nick)
 
     def _on_join(self, conn: Any, event: Any) -> None:
-        if "extended-join" in self.caps and event.arguments:
-            self.accounts.logged(event.source.nick, event.arguments[0])
-        if self._is_me(event.source.nick):
+        nick = event.source.nick
+        if event.arguments and "extended-join" in self.caps:
+            self.accounts.logged(nick, event.arguments[0])
+        if self._is_me(nick):
             self.session.joined.add(irc_lower(event.target))
             if "account-tag" not in self.caps and self.accounts.whox:
                 # Learn the accounts of who is already there; joins and account-notify
@@ -579,7 +615,7 @@ class Connection:
             source = event.source
             self.session.userhost = f"{source.user}@{source.host}"
             log.info("joined %s", event.target)
-        self.members.joined(event.target, event.source.nick)
+        self.members.joined(event.target, nick)
         self._emit("join", event)
 
     def _on_part(self, conn: Any, event: Any) -> None:
@@ -778,6 +814,7 @@ class Connection:
             tags=tags,
         )
         self.on_message(message)
+        self.server.pause_due = True  # a worker may have a command to start: hand over
 
     def _on_action(self, conn: Any, event: Any) -> None:
         """``/me waves``: the library hands it over as an ``action`` event too."""
@@ -795,9 +832,10 @@ class Connection:
         if source is None:
             who = Source("")
         else:
-            tags = {t["key"]: t["value"] for t in (event.tags or [])}
-            account = self._account_of(source.nick, tags)
-            who = Source(source.nick, source.user or "", source.host or "", account)
+            nick, _, userhost = source.partition("!")  # (what NickMask's properties say)
+            user, _, host = userhost.partition("@")
+            tags = {t["key"]: t["value"] for t in event.tags} if event.tags else {}
+            who = Source(nick, user, host, self._account_of(nick, tags))
         self.on_event(self._shape(kind, who.nick, event.target or "", list(event.arguments)), who)
 
     def _shape(self, kind: str, nick: str, target: str, args: list[str]) -> Event:
