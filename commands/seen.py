@@ -1,16 +1,20 @@
 """Seen: when a nick was last around, and what they did.
 
-What it hears is written to its state in batches, not one SQLite write each (joining
-busy channels is thousands of JOINs): in one transaction per FLUSH_CHUNK nicks, every
-FLUSH_EVERY seconds, as soon as FLUSH_AT nicks wait, and when this version is torn
-down (a reload, the bot stopping). ``!seen`` looks at what waits first, so it answers
-as if every record were written at once; a crash loses at most the last few seconds.
+What it hears waits in memory and is written to its state in batches, FLUSH_CHUNK
+nicks to a transaction, instead of one SQLite write each (joining busy channels is
+thousands of JOINs): every FLUSH_EVERY seconds for up to FLUSH_BUDGET seconds (the
+rest waits for the next time: in a flood, writes would wait for the GIL while holding
+the state database, and every module's state with it), a chunk with each record past
+FLUSH_AT waiting, and all of it when this version is torn down (a reload, the bot
+stopping). ``!seen`` looks at what waits first, so it answers as if every record
+were written at once; a crash loses what waited.
 """
 
 from __future__ import annotations
 
 import re
 import threading
+import time
 from typing import Any
 
 from bot.api import Bot, CommandError, Context, Event, State, command, on_event, on_message
@@ -19,9 +23,10 @@ from ._common import ago, clip, irc_lower, is_nick, now
 
 MAX_TEXT = 200
 MAX_SPLIT = 2000  # nicks of one netsplit recorded at most
-FLUSH_EVERY = 5.0  # seconds between writes of what was heard
-FLUSH_AT = 1000  # ...or sooner, once this many nicks wait
-FLUSH_CHUNK = 250  # nicks per transaction (other modules' state waits while one runs)
+FLUSH_EVERY = 5.0  # seconds between writes of what waits
+FLUSH_BUDGET = 0.02  # seconds one of them may write for (at least one chunk)
+FLUSH_CHUNK = 100  # nicks per transaction
+FLUSH_AT = 5000  # past this many waiting, each record writes a chunk too
 
 _lock = threading.Lock()
 _waiting: dict[str, dict[str, Any]] = {}  # folded nick -> its latest record, not written yet
@@ -34,18 +39,22 @@ def record(ctx: Context, nick: str, **what: str | None) -> None:
         _waiting[irc_lower(nick)] = entry
         full = len(_waiting) >= FLUSH_AT
     if full:
-        flush(ctx.state, wait=False)
+        flush(ctx.state, budget=0, wait=False)
 
 
-def flush(state: State, *, wait: bool = True) -> None:
-    """Write the waiting records. They stay in ``_waiting`` (and ``!seen`` finds them)
-    until written; ``wait=False``: leave it to a flush already under way."""
+def flush(state: State, *, budget: float | None = None, wait: bool = True) -> None:
+    """Write what waits: all of it, or the chunks that fit in ``budget`` seconds (at
+    least one). Records stay in ``_waiting``, where ``!seen`` finds them, until they are
+    written; ``wait=False``: leave it to a flush already under way."""
     if not _writing.acquire(blocking=wait):
         return
     try:
+        began = time.monotonic()
         with _lock:
             batch = list(_waiting.items())
         for start in range(0, len(batch), FLUSH_CHUNK):
+            if start and budget is not None and time.monotonic() - began >= budget:
+                return
             chunk = batch[start : start + FLUSH_CHUNK]
             with state.transaction() as written:
                 for key, entry in chunk:
@@ -65,7 +74,7 @@ def last_seen(state: State, key: str) -> dict[str, Any] | None:
 
 
 def setup(bot: Bot) -> None:
-    bot.every(FLUSH_EVERY, lambda: flush(bot.state))
+    bot.every(FLUSH_EVERY, lambda: flush(bot.state, budget=FLUSH_BUDGET))
 
 
 def teardown(bot: Bot) -> None:

@@ -161,6 +161,7 @@ def test_a_join_flood_is_written_a_chunk_per_transaction(
     module = bot.module
     monkeypatch.setattr(module, "FLUSH_AT", 10)
     monkeypatch.setattr(module, "FLUSH_CHUNK", 4)
+    monkeypatch.setattr(module, "FLUSH_BUDGET", 60.0)  # (a slow machine writes it all too)
     transactions: list[int] = []
     state_class = type(bot.state)
     real = state_class.transaction
@@ -170,10 +171,29 @@ def test_a_join_flood_is_written_a_chunk_per_transaction(
     for i in range(9):
         bot.event("join", nick=f"user{i}", channel="#a")
     assert len(bot.state) == 0 and transactions == []
-    bot.event("join", nick="user9", channel="#a")  # the tenth: written at once
-    assert sorted(bot.state) == sorted(f"user{i}" for i in range(10))
-    assert len(transactions) == 3  # 4 + 4 + 2
+    bot.event("join", nick="user9", channel="#a")  # the tenth: a chunk is written at once
+    assert len(bot.state) == 4 and len(transactions) == 1
+    bot.event("join", nick="user10", channel="#a")  # (7 wait: under the bound)
+    assert len(bot.state) == 4
+    bot.advance(module.FLUSH_EVERY)  # the rest, 4 + 3
+    assert sorted(bot.state) == sorted(f"user{i}" for i in range(11))
+    assert len(transactions) == 3
     assert bot.say("!seen user3") == ["user3 was last seen just now, joining #a"]
+
+
+def test_a_timed_write_stops_at_its_budget(
+    load_command: LoadCommand, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bot = load_command(SEEN)
+    module = bot.module
+    monkeypatch.setattr(module, "FLUSH_CHUNK", 2)
+    monkeypatch.setattr(module, "FLUSH_BUDGET", 0.0)  # one chunk a time
+    for i in range(5):
+        bot.event("join", nick=f"user{i}", channel="#a")
+    for written in (2, 4, 5):
+        bot.advance(module.FLUSH_EVERY)
+        assert len(bot.state) == written
+    assert bot.say("!seen user4") == ["user4 was last seen just now, joining #a"]
 
 
 @pytest.mark.parametrize("isolated", [False, True], ids=["in-process", "isolated"])
