@@ -3,14 +3,16 @@
 On in every channel unless ``enabled: false`` (``modules: {urltitle: {enabled:
 false}}``, or in one channel's ``modules:``; ``disable: [urltitle]`` works too).
 Links in private messages are never fetched. At most ``max_links`` links of a
-line are looked at, each one at most once per channel every ``repeat_window``
-seconds (a repeat does not count), and links to ``ignore_domains`` (and their
-subdomains) never; at most two pages are fetched at once (more links meanwhile
-are skipped, so slow sites cannot hold the workers that answer commands). Only
-``text/html`` and XHTML answers have a title: the page's ``<title>``, else its
-``og:title``. Anything that goes wrong (no answer,
-an error status, no title) is silent, logged at debug. A command line with a
-link (``!wiki https://...``) is a line like any other: its link gets a title too.
+line are looked at, and a link's title is said at most once per channel every
+``repeat_window`` seconds (a repeat does not count towards ``max_links``; a
+link that got no title is tried again when it is said again). Links to
+``ignore_domains`` (and their subdomains) are never fetched, and at most two
+pages are fetched at once (more links meanwhile are skipped, so slow sites
+cannot hold the workers that answer commands). Only ``text/html`` and XHTML
+answers have a title: the page's ``<title>``, else its ``og:title``. Anything
+that goes wrong (no answer, an error status, no title) is silent, logged at
+debug. A command line with a link (``!wiki https://...``) is a line like any
+other: its link gets a title too.
 """
 
 from __future__ import annotations
@@ -85,6 +87,10 @@ class Recent:
                 self._seen.popitem(last=False)  # the oldest
             return True
 
+    def forget(self, channel: str, link: str) -> None:
+        with self._lock:
+            self._seen.pop((irc_lower(channel), link), None)
+
 
 _recent = Recent()
 _fetching = threading.BoundedSemaphore(AT_ONCE)
@@ -106,15 +112,18 @@ def titles(ctx: Context, match: re.Match[str]) -> list[str] | None:
         if not _recent.first_time(ctx.channel, link, settings.repeat_window):
             continue
         looked += 1
-        if not _fetching.acquire(blocking=False):
+        line = None
+        if _fetching.acquire(blocking=False):
+            try:
+                line = announce(ctx, link, settings)
+            finally:
+                _fetching.release()
+        else:
             ctx.log.debug("no title for %s: %d pages are being fetched already", link, AT_ONCE)
-            continue
-        try:
-            line = announce(ctx, link, settings)
-        finally:
-            _fetching.release()
         if line:
             lines.append(line)
+        else:  # said again, it is tried again: only titles said count as repeats
+            _recent.forget(ctx.channel, link)
     return lines
 
 

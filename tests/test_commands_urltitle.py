@@ -159,6 +159,18 @@ def test_not_twice_within_the_window_per_channel(
     assert web_server.paths == ["/a", "/b", "/a", "/a"]
 
 
+def test_a_link_that_got_no_title_is_tried_again(
+    load_command: LoadCommand, web_server: WebServer
+) -> None:
+    url = web_server.route("/late", "", status=503)
+    bot = load(load_command, {"cache": {"ttl": 0}})
+    assert bot.say(url) == []
+    web_server.route("/late", page("<title>back up</title>"))
+    assert bot.say(url) == ["[ back up ] - 127.0.0.1"]
+    assert bot.say(url) == []  # now it was said
+    assert web_server.paths == ["/late", "/late"]
+
+
 def test_the_memory_of_links_is_bounded(load_command: LoadCommand, web_server: WebServer) -> None:
     bot = load(load_command)
     recent = bot.module.Recent()
