@@ -340,10 +340,11 @@ class Web:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise FetchError(f"not a web address: {url[:100]}", "invalid")
-        host = parts.hostname.lower()
         try:
+            # An international name (bücher.example) goes out in its ASCII form.
+            host = parts.hostname.lower().encode("idna").decode("ascii")
             port = parts.port or (443 if parts.scheme == "https" else 80)
-        except ValueError:
+        except (ValueError, UnicodeError):
             raise FetchError(f"not a web address: {url[:100]}", "invalid") from None
         with self._slot(host, deadline):
             pool = self._pool(parts.scheme, host, port)

@@ -96,6 +96,24 @@ def test_json_and_a_body_that_is_not(web_server: WebServer) -> None:
     assert caught.value.reason == "invalid"
 
 
+def test_international_names_and_paths_go_out_encoded(web_server: WebServer) -> None:
+    web_server.route("/wiki/K%C3%A4se", "ok")
+    asked: list[str] = []
+
+    def resolve(host: str, port: int) -> list[tuple[int, tuple]]:
+        asked.append(host)
+        return [(socket.AF_INET, ("127.0.0.1", port))]
+
+    client = Web(HttpConfig(allow_private=LOOPBACK), resolve=resolve)
+    assert client.fetch(f"http://BÜCHER.example:{web_server.port}/wiki/Käse").ok
+    assert asked == ["xn--bcher-kva.example"]
+    assert web_server.requests[0].headers["host"] == f"xn--bcher-kva.example:{web_server.port}"
+    assert web_server.paths == ["/wiki/K%C3%A4se"]
+    with pytest.raises(FetchError) as caught:
+        client.fetch("http://" + "a" * 70 + ".example/")  # a label longer than DNS allows
+    assert caught.value.reason == "invalid"
+
+
 def test_not_a_web_address_is_refused_without_resolving() -> None:
     connections = Connections(real=False)
     client = Web(HttpConfig(), connect=connections)
@@ -370,6 +388,15 @@ def test_thirty_redirects_stop_at_the_limit(web_server: WebServer) -> None:
     assert web_server.paths == [f"/r{i}" for i in range(6)]
     response = web(max_redirects=30, per_host_per_minute=100).fetch(web_server.url + "/r0")
     assert (response.text, response.url) == ("<title>end</title>", web_server.url + "/r30")
+
+
+def test_a_redirect_out_of_the_web_is_refused(web_server: WebServer) -> None:
+    web_server.redirect("/file", "file:///etc/passwd")
+    web_server.redirect("/gopher", "gopher://127.0.0.1:70/")
+    for path in ("/file", "/gopher"):
+        with pytest.raises(FetchError, match="not a web address") as caught:
+            web().fetch(web_server.url + path)
+        assert caught.value.reason == "invalid"
 
 
 def test_per_host_limits_say_busy(web_server: WebServer) -> None:
