@@ -40,6 +40,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import (
     ConnectTimeoutError,
     HTTPError,
+    LocationValueError,
     NameResolutionError,
     NewConnectionError,
     ReadTimeoutError,
@@ -337,17 +338,21 @@ class Web:
 
     def _once(self, url: str, headers: dict[str, str], limit: int, deadline: float) -> Response:
         """One request, no redirects followed."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise FetchError(f"not a web address: {url[:100]}", "invalid")
+        invalid = FetchError(f"not a web address: {url[:100]}", "invalid")
         try:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise invalid
             # An international name (bücher.example) goes out in its ASCII form.
             host = parts.hostname.lower().encode("idna").decode("ascii")
             port = parts.port or (443 if parts.scheme == "https" else 80)
         except (ValueError, UnicodeError):
-            raise FetchError(f"not a web address: {url[:100]}", "invalid") from None
+            raise invalid from None
         with self._slot(host, deadline):
-            pool = self._pool(parts.scheme, host, port)
+            try:
+                pool = self._pool(parts.scheme, host, port)
+            except LocationValueError:  # a host urllib3 cannot send: "a b", "%zz"
+                raise invalid from None
             path = urlunsplit(("", "", parts.path or "/", parts.query, ""))
             left = self._left(host, deadline)
             timeout = urllib3.Timeout(connect=min(self.config.connect_timeout, left), read=left)

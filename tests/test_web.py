@@ -8,6 +8,7 @@ refusal happened before any connection, not after one.
 from __future__ import annotations
 
 import gzip
+import ipaddress
 import shutil
 import socket
 import ssl
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from webserver import WebServer
 
 from bot.api import FetchError
@@ -117,11 +120,33 @@ def test_international_names_and_paths_go_out_encoded(web_server: WebServer) -> 
 def test_not_a_web_address_is_refused_without_resolving() -> None:
     connections = Connections(real=False)
     client = Web(HttpConfig(), connect=connections)
-    for url in ("ftp://example.com/x", "file:///etc/passwd", "http:///nohost", "gopher://x"):
+    odd = ("http://[::1", "http://[zz]/", "http://ho st/", "http://\x00/", "http://%zz/", "")
+    for url in ("ftp://example.com/x", "file:///etc/passwd", "http:///nohost", "gopher://x", *odd):
         with pytest.raises(FetchError) as caught:
             client.fetch(url)
         assert caught.value.reason == "invalid", url
     assert connections.addresses == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.text(max_size=60),
+        st.builds(lambda s, rest: s + rest, st.sampled_from(["http://", "https://"]), st.text()),
+    )
+)
+def test_any_text_as_a_url_gives_a_response_or_a_fetch_error(url: str) -> None:
+    """No hostile link makes fetch raise anything a module would not expect."""
+    connections = Connections(real=False)
+    resolve = fake_dns({})  # literals as the system reads them; names:
+    client = Web(
+        HttpConfig(per_host_per_minute=100_000),
+        resolve=lambda host, port: resolve(host, port) if host[:1].isdigit() else [],
+        connect=connections,
+    )
+    with pytest.raises(FetchError):
+        client.fetch(url)
+    assert all(not ipaddress.ip_address(a).is_private for a in connections.addresses)
 
 
 # -- addresses -------------------------------------------------------------------------
