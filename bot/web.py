@@ -31,6 +31,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
@@ -415,7 +416,7 @@ class Web:
         return Response(
             url=url,
             status=raw.status,
-            headers=got,
+            headers=MappingProxyType(got),  # read-only: a cached response is shared
             content=body,
             truncated=truncated,
             encoding=detect_encoding(got.get("content-type", ""), body),

@@ -475,6 +475,8 @@ def test_responses_are_cached_for_their_ttl(web_server: WebServer) -> None:
     client = Web(HttpConfig(allow_private=LOOPBACK, cache_ttl=60), clock=lambda: now[0])
     first = client.fetch(url)
     assert client.fetch(url) is first
+    with pytest.raises(TypeError):  # shared between callers, so it cannot be changed
+        first.headers["content-type"] = "text/evil"  # type: ignore[index]
     now[0] += 61
     assert client.fetch(url) is not first
     assert len(web_server.paths) == 2
