@@ -18,6 +18,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.api import Event, Response
+from bot.backups import Backups
 from bot.builtins import Builtins
 from bot.casemap import irc_lower
 from bot.config import Config, ConfigError, load_config
@@ -102,9 +103,10 @@ class App:
         self.loader = Loader(config.commands_dir, self.namespace)
         # Without state_db, state lives in an in-memory database: same API, no file.
         self.storage = Storage(config.state_db or ":memory:")
+        self.backups: Backups | None = None
         if config.state_db is not None and config.backup.interval > 0:
             backup = config.backup
-            self.storage.start_backups(backup.dir, backup.interval, backup.keep)
+            self.backups = Backups(self.storage, backup.dir, backup.interval, backup.keep)
         self.executor = ThreadPoolExecutor(config.workers, thread_name_prefix="command")
         self.outbox = Outbox(
             config.rate_limit.per_second,
@@ -312,6 +314,8 @@ class App:
                 watcher.stop(timeout=1.0)
         self.isolation.close()
         self.web.close()
+        if self.backups is not None:
+            self.backups.stop(timeout=1.0)
         if not self.storage.close(timeout=1.0):
             log.warning("state database not closed: a call still holds it")
         ns = self.namespace

@@ -19,7 +19,7 @@ Safety of the file (see "The state database" in docs/operating.md): the database
 whatever the umask; one process at a time may use a database (:class:`StateLocked`
 otherwise); a damaged one is refused at open and a write to one raises
 (:class:`StateCorrupt`) instead of being acknowledged and lost; :meth:`Storage.backup`
-and :meth:`Storage.start_backups` copy it consistently while the bot runs.
+copies it consistently while the bot runs (``bot.backups`` takes them on a schedule).
 """
 
 from __future__ import annotations
@@ -29,10 +29,8 @@ import fcntl
 import json
 import logging
 import os
-import re
 import sqlite3
 import threading
-import time
 from collections.abc import ItemsView, Iterable, Iterator, Mapping, ValuesView
 from contextlib import contextmanager
 from pathlib import Path
@@ -66,7 +64,6 @@ _MISSING: Any = object()
 
 FILE_MODE = 0o600  # the database, its -wal, -shm and .lock files, and backups
 DIR_MODE = 0o700  # a folder the storage creates for them
-BACKUP_NAME = re.compile(r"state-\d{8}T\d{6}Z\.sqlite3")
 _CORRUPT_CODES = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
 
 
@@ -229,8 +226,6 @@ class Storage:
         self._lock = threading.RLock()  # guards _conn, _depth and _states
         self._depth = 0  # nesting level of transaction() on the thread holding _lock
         self._states: dict[str, ModuleState] = {}
-        self._backup_stop = threading.Event()
-        self._backup_thread: threading.Thread | None = None
 
     def _open(self, in_memory: bool) -> sqlite3.Connection:
         # isolation_level=None: the sqlite3 module never opens transactions behind our back;
@@ -286,10 +281,6 @@ class Storage:
         ``timeout``: give up (return False) if another thread holds the storage that
         long, e.g. a stuck call inside ``transaction()``; the process exits anyway.
         """
-        self._backup_stop.set()
-        thread = self._backup_thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
         if not self._lock.acquire(timeout=-1 if timeout is None else timeout):
             return False
         try:
@@ -359,51 +350,6 @@ class Storage:
             tmp.unlink(missing_ok=True)
             raise
         return dest
-
-    def backup_into(self, folder: Path | str, keep: int) -> Path:
-        """One backup named ``state-YYYYmmddTHHMMSSZ.sqlite3`` (UTC) in ``folder``, then
-        delete all but the newest ``keep`` files of that name there (nothing else)."""
-        if keep < 1:
-            raise ValueError(f"keep must be at least 1, not {keep!r}")
-        folder = Path(folder)
-        made = self.backup(folder / time.strftime("state-%Y%m%dT%H%M%SZ.sqlite3", time.gmtime()))
-        backups = sorted(p for p in folder.iterdir() if BACKUP_NAME.fullmatch(p.name))
-        for old in backups[:-keep]:
-            old.unlink(missing_ok=True)
-        return made
-
-    def start_backups(self, folder: Path | str, interval: float, keep: int) -> None:
-        """Call :meth:`backup_into` every ``interval`` s on a daemon thread until close().
-
-        The first backup is taken ``interval`` s after this call (a restart loop would
-        otherwise push the older backups out).  A failed backup is logged, not fatal.
-        """
-        if not interval > 0 or keep < 1:
-            raise ValueError(f"need interval > 0 and keep >= 1, not {interval!r}, {keep!r}")
-        folder = Path(folder)
-        with self._lock:
-            self._connection()
-            if self._backup_thread is not None:
-                raise StateError("backups are already running for this storage")
-            _make_dirs(folder)
-            self._backup_thread = threading.Thread(
-                target=self._backup_loop,
-                args=(folder, interval, keep),
-                name="state-backups",
-                daemon=True,
-            )
-            self._backup_thread.start()
-
-    def _backup_loop(self, folder: Path, interval: float, keep: int) -> None:
-        while not self._backup_stop.wait(interval):
-            try:
-                made = self.backup_into(folder, keep)
-            except Exception as exc:
-                if self._backup_stop.is_set():
-                    return
-                log.error("state backup into %s failed: %s", folder, exc)
-            else:
-                log.debug("state backed up to %s", made)
 
     @property
     def closed(self) -> bool:

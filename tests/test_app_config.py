@@ -90,10 +90,16 @@ def test_a_rehash_names_every_mistake_at_once(tmp_path: Path) -> None:
 def test_backups_start_when_the_config_asks_for_them(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from helpers import make_app
 
-    from bot.storage import Storage
-
     started: list[tuple[object, ...]] = []
-    monkeypatch.setattr(Storage, "start_backups", lambda self, *args: started.append(args))
+
+    class Backups:
+        def __init__(self, storage: object, *args: object) -> None:
+            started.append(args)
+
+        def stop(self, timeout: float | None = None) -> None:
+            pass
+
+    monkeypatch.setattr("bot.app.Backups", Backups)
     app = make_app(tmp_path, {}, backup={"interval": 3600, "keep": 3, "dir": "saved"})
     close_app(app)
     assert started == [(tmp_path / "saved", 3600.0, 3)]

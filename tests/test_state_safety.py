@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.backups import Backups, backup_into
 from bot.storage import StateCorrupt, StateError, StateLocked, Storage, check_integrity
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -249,7 +250,7 @@ def test_restoring_with_the_sqlite3_shell_as_documented(tmp_path: Path) -> None:
     db = tmp_path / "state.sqlite3"
     with Storage(db) as storage:
         storage.state("m")["k"] = "backed up"
-        backup = storage.backup_into(tmp_path / "backups", keep=7)
+        backup = backup_into(storage, tmp_path / "backups", keep=7)
         storage.state("m")["k"] = "later"
     subprocess.run([sqlite3_shell, str(db), f".restore {backup}"], check=True, timeout=60)
     with Storage(db) as storage:
@@ -274,7 +275,7 @@ def backups(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.startswith("state-"))
 
 
-def test_start_backups_takes_one_every_interval_keeps_the_newest_and_stops_on_close(
+def test_backups_are_taken_every_interval_the_newest_kept_until_stopped(
     tmp_path: Path, umask: None
 ) -> None:
     folder = tmp_path / "backups"
@@ -287,9 +288,7 @@ def test_start_backups_takes_one_every_interval_keeps_the_newest_and_stops_on_cl
     try:
         storage.state("m")["n"] = 1
         started = time.time()
-        storage.start_backups(folder, interval=0.05, keep=2)
-        with pytest.raises(StateError):
-            storage.start_backups(folder, interval=0.05, keep=2)
+        taking = Backups(storage, folder, interval=0.05, keep=2)
         storage.state("m")["n"] = 2
         deadline = time.monotonic() + 10
         while True:
@@ -313,6 +312,7 @@ def test_start_backups_takes_one_every_interval_keeps_the_newest_and_stops_on_cl
         assert abs(calendar.timegm(stamp) - started) < 5  # UTC, not local time
         assert oct(mode(newest)) == "0o600"
         assert (folder / "notes.txt").exists()
+        taking.stop()
     finally:
         storage.close()
     assert not [t for t in threading.enumerate() if t.name == "state-backups"]  # joined
