@@ -1,4 +1,4 @@
-"""The one persistent IRC connection: connect, register, keepalive, reconnect, channels.
+"""The one persistent IRC connection: connect, register, keepalive, reconnect, events.
 
 Built on ``irc.client`` through ``bot.reactor`` (the library's traps handled there)
 and ``bot.caps`` (CAP and SASL). Here, the rest of the traps of irc 20.5 (see shared
@@ -12,8 +12,8 @@ notes, section A):
   checks for a PONG and crashes after a disconnect).
 
 It turns IRC events into ``Message`` objects for the app, follows who is in our
-channels, and drains the outbox; it knows nothing about commands, modules or config
-files.
+channels (``bot.channels``), joins the ones it should (``bot.joins``), and drains the
+outbox; it knows nothing about commands, modules or config files.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from bot.api import Event
 from bot.caps import CapNegotiation, SaslLogin
 from bot.casemap import irc_lower
 from bot.channels import Channels
+from bot.joins import Joins
 from bot.message import Message, Source
 from bot.outbox import IRC_LINE, Outbox, source_length
 from bot.reactor import GuardedConnection, WakeableReactor
@@ -73,7 +74,6 @@ class ConnectionSettings:
     regain_nick_every: float = 30.0
 
 
-JOIN_BURST = 4  # JOIN lines sent at once on connecting; then one a second
 # After a message, the connection thread pauses this long (real time, GIL released)
 # so the worker it woke takes the GIL now, at most once per HAND_OVER_GAP of reading.
 HAND_OVER_PAUSE = 0.0001
@@ -177,7 +177,6 @@ class Connection:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._timers = TimerHeap()  # monotonic; the connection thread's only
-        self._rejoin_pending: set[str] = set()  # irc-lowercased channels with a rejoin timer
         self.accounts = Accounts(self._fold)  # without account-tag: who is logged in as whom
         self.members = Channels()  # who is in our channels, with their modes
         self.negotiation = CapNegotiation(
@@ -186,6 +185,7 @@ class Connection:
         self.sts = StsPolicies()  # the app gives it the state database
         self._sts_upgrade: int | None = None  # the TLS port a plain server just asked for
         self._asked_to_reconnect = False  # the next disconnect is ours: log it as INFO
+        self.joins = Joins(self)  # which channels we want, joining them, rejoining
         self._install_handlers()
 
     @property
@@ -235,7 +235,7 @@ class Connection:
         self.reactor.wake()
 
     def set_channels(self, channels: tuple[str, ...]) -> None:
-        self.call_soon(lambda: self._set_channels(channels))
+        self.call_soon(lambda: self.joins.set_channels(channels))
 
     def change_nick(self, nicks: tuple[str, ...]) -> None:
         self.call_soon(lambda: self._change_nick(nicks))
@@ -458,14 +458,14 @@ class Connection:
         add("featurelist", self._on_isupport, -20)
         add("loggedin", negotiation.on_logged_in, -30)
         add("loggedout", negotiation.on_logged_in, -30)
-        add("invite", self._on_invite, -20)
-        add("bannedfromchan", self._on_cannot_join, -20)
-        add("inviteonlychan", self._on_cannot_join, -20)
-        add("badchannelkey", self._on_cannot_join, -20)
-        add("channelisfull", self._on_cannot_join, -20)
+        add("invite", self.joins.on_invite, -20)
+        add("bannedfromchan", self.joins.on_cannot_join, -20)
+        add("inviteonlychan", self.joins.on_cannot_join, -20)
+        add("badchannelkey", self.joins.on_cannot_join, -20)
+        add("channelisfull", self.joins.on_cannot_join, -20)
         add("welcome", self._on_welcome, -20)
-        add("endofmotd", self._on_motd_end, -20)
-        add("nomotd", self._on_motd_end, -20)
+        add("endofmotd", self.joins.on_motd_end, -20)
+        add("nomotd", self.joins.on_motd_end, -20)
         for name in ("nicknameinuse", "erroneusnickname", "nickcollision", "unavailresource"):
             add(name, self._on_nick_refused, -20)
         add("nick", self._on_nick, -20)
@@ -532,7 +532,7 @@ class Connection:
         # Join once the server has said what it supports (ISUPPORT comes after 001, its
         # MOTD after that): at the end of the MOTD, or 2 s from now if it never ends.
         generation = self.session.generation
-        self.after(2.0, lambda: self._first_joins(generation))
+        self.after(2.0, lambda: self.joins.first_joins(generation))
 
     def _on_nick_refused(self, conn: Any, event: Any) -> None:
         if self.registered.is_set():
@@ -631,8 +631,7 @@ class Connection:
             channel = event.target
             self.session.joined.discard(irc_lower(channel))
             log.warning("kicked from %s by %s", channel, event.source.nick)
-            if self._wanted(channel):
-                self._schedule_rejoin(channel, self.settings.rejoin_delay)
+            self.joins.kicked(channel)
         if event.arguments:
             kicked = event.arguments[0]
             self.members.left(event.target, kicked, me=self._is_me(kicked))
@@ -642,89 +641,6 @@ class Connection:
     def _forget_account(self, nick: str) -> None:
         """Someone left a channel (or we did, and then we forget everyone)."""
         self.accounts.forget(nick, everyone=self._is_me(nick))
-
-    def _join(self, channel: str) -> None:
-        key = self.settings.channel_keys.get(irc_lower(channel))
-        self.send_now(f"JOIN {channel} {key}" if key else f"JOIN {channel}")
-
-    def _on_motd_end(self, conn: Any, event: Any) -> None:
-        self._first_joins(self.session.generation)
-
-    def _first_joins(self, generation: int) -> None:
-        if generation != self.session.generation or self.session.joins_sent:
-            return
-        if self.registered.is_set():
-            self.session.joins_sent = True
-            self._join_all(self.settings.channels)
-
-    def _join_all(self, channels: tuple[str, ...]) -> None:
-        """JOIN ``channels``, several to a line as the server's TARGMAX allows, and paced:
-        JOIN_BURST lines at once, then one a second, so joining hundreds of channels
-        neither trips a server's flood limit nor buries a command under their NAMES."""
-        keys = self.settings.channel_keys
-        keyed = [c for c in channels if irc_lower(c) in keys]
-        plain = [c for c in channels if irc_lower(c) not in keys]
-        per_line = max(1, self.session.join_targets)
-        lines = [f"JOIN {c} {keys[irc_lower(c)]}" for c in keyed]
-        for start in range(0, len(plain), per_line):
-            group, line = plain[start : start + per_line], ""
-            for channel in group:  # and within the line length
-                candidate = f"{line},{channel}" if line else f"JOIN {channel}"
-                if line and len(candidate) > IRC_LINE - 2:
-                    lines.append(line)
-                    candidate = f"JOIN {channel}"
-                line = candidate
-            lines.append(line)
-        generation = self.session.generation
-        for n, line in enumerate(lines):
-            delay = max(0, n - JOIN_BURST + 1)
-            if delay == 0:
-                self.send_now(line)
-            else:  # (a line for an old connection is not sent on a new one)
-                self.after(delay, lambda line=line: self._send_if_current(generation, line))
-
-    def _send_if_current(self, generation: int, line: str) -> None:
-        if generation == self.session.generation and self.registered.is_set():
-            self.send_now(line)
-
-    def _wanted(self, channel: str) -> bool:
-        return irc_lower(channel) in {irc_lower(c) for c in self.settings.channels}
-
-    def _schedule_rejoin(self, channel: str, delay: float) -> None:
-        """One pending rejoin per channel, however many kicks or refusals arrive."""
-        key = irc_lower(channel)
-        if key in self._rejoin_pending:
-            return
-        self._rejoin_pending.add(key)
-
-        def fire() -> None:
-            self._rejoin_pending.discard(key)
-            self._rejoin(channel)
-
-        self.after(delay, fire)
-
-    def _rejoin(self, channel: str) -> None:
-        wanted = self.registered.is_set() and self._wanted(channel)
-        if wanted and irc_lower(channel) not in self.session.joined:
-            self._join(channel)
-
-    def _on_cannot_join(self, conn: Any, event: Any) -> None:
-        """Banned, invite-only, wrong key, full: report, then try again much later."""
-        channel = event.arguments[0] if event.arguments else "?"
-        reason = " ".join(event.arguments[1:]) or event.type
-        delay = max(self.settings.cannot_join_retry, self.settings.rejoin_delay * 12)
-        log.warning("cannot join %s: %s; trying again in %.1f s", channel, reason, delay)
-        if self._wanted(channel):
-            self._schedule_rejoin(channel, delay)
-
-    def _on_invite(self, conn: Any, event: Any) -> None:
-        channel = event.arguments[0] if event.arguments else ""
-        who = event.source.nick if event.source else "?"
-        if self.settings.join_on_invite and channel:
-            log.info("invited to %s by %s; joining", channel, who)
-            self.send_now(f"JOIN {channel}")
-        else:
-            log.info("invited to %s by %s; ignored (join_on_invite is off)", channel, who)
 
     def _on_chghost(self, conn: Any, event: Any) -> None:
         """chghost: ``:nick!old@host CHGHOST newuser newhost``; ours sets the reply length."""
@@ -785,18 +701,6 @@ class Connection:
         if stale:
             log.warning("dropped %d queued line(s): they would arrive too late", stale)
         self._schedule_reconnect()
-
-    def _set_channels(self, channels: tuple[str, ...]) -> None:
-        old = {irc_lower(c) for c in self.settings.channels}
-        new = {irc_lower(c): c for c in channels}
-        self.settings.channels = channels
-        if not self.registered.is_set():
-            return
-        for key, channel in new.items():
-            if key not in old:
-                self._join(channel)
-        for key in old - new.keys():
-            self.send_now(f"PART {key}")
 
     def _on_privmsg(self, conn: Any, event: Any) -> None:
         if not event.arguments or event.source is None:
