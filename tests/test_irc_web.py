@@ -4,6 +4,9 @@ applies live when config.yaml changes."""
 
 from __future__ import annotations
 
+import threading
+import time
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -40,3 +43,42 @@ def test_link_titles_and_private_addresses_through_irc(
     bot.wait_until(lambda: not bot.app.running(), "the listener to finish")
     assert web_server.paths == ["/page"]
     assert not any(line.startswith("[ ") for line in bot.replies(alice, mark))
+
+
+def test_a_flood_of_links_to_a_slow_site_leaves_commands_answered(
+    running_bot, irc_client, web_server: WebServer
+) -> None:
+    """Ten users paste links to a site that takes 4 s to answer: the boss's command is
+    answered at once, because urltitle fetches at most two pages at a time."""
+    release = threading.Event()
+
+    def slow(handler: BaseHTTPRequestHandler) -> None:
+        release.wait(4)
+        body = b"<title>slow</title>"
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/html")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    names = ("urltitle.py", "echo.py", "_common.py")
+    sources = {name: (COMMANDS / name).read_text() for name in names}
+    bot = running_bot(sources, http={"allow_private": ["127.0.0.1"]}, workers=4)
+    users = [irc_client("flood") for _ in range(10)]
+    boss = irc_client("boss")
+    boss.join(bot.channel)
+    for n, user in enumerate(users):
+        user.join(bot.channel)
+        for k in range(3):
+            path = f"/slow/{n}/{k}"
+            web_server.route(path, slow)
+            user.privmsg(bot.channel, f"look {web_server.url}{path}")
+    try:
+        bot.wait_until(lambda: len(web_server.paths) >= 2, "two slow fetches under way")
+        started = time.monotonic()
+        assert bot.ask(boss, "!echo still here", timeout=2.0) == "still here"
+        assert time.monotonic() - started < 2.0
+    finally:
+        release.set()
+    bot.wait_until(lambda: not bot.app.running(), "the listeners to finish", timeout=15)
+    assert len(web_server.paths) <= 10  # the rest were skipped, not queued
