@@ -29,7 +29,7 @@ import socket
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -62,6 +62,7 @@ Connector = Callable[[int, tuple[Any, ...], float | None], socket.socket]
 
 USER_AGENT = f"reloadbot/{__version__} (IRC bot)"
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
+MAX_HOSTS = 1024  # hosts whose limits are remembered; idle ones go first
 _NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
 
 
@@ -258,6 +259,10 @@ class _HostLimits:
     def __init__(self, concurrent: int) -> None:
         self.running = threading.BoundedSemaphore(concurrent)
         self.started: deque[float] = deque()
+        self.users = 0  # fetches holding or waiting for a slot (guarded by Web._lock)
+
+    def idle(self, now: float) -> bool:
+        return not self.users and (not self.started or self.started[-1] <= now - 60)
 
 
 class Web:
@@ -428,20 +433,33 @@ class Web:
             raise _timed_out(host)
         return left
 
-    def _slot(self, host: str, deadline: float) -> _Slot:
+    @contextlib.contextmanager
+    def _slot(self, host: str, deadline: float) -> Iterator[None]:
+        """A turn to fetch from ``host``, within its limits (``busy`` when there is none)."""
         with self._lock:
+            now = self._clock()
             limits = self._hosts.get(host)
             if limits is None:
+                if len(self._hosts) >= MAX_HOSTS:  # a flood of links to ever new hosts
+                    for name in [n for n, h in self._hosts.items() if h.idle(now)]:
+                        del self._hosts[name]
                 limits = self._hosts[host] = _HostLimits(self.config.per_host_concurrent)
-            now = self._clock()
             while limits.started and limits.started[0] <= now - 60:
                 limits.started.popleft()
             if len(limits.started) >= self.config.per_host_per_minute:
                 raise FetchError(f"{host}: too many requests this minute; try later", "busy")
             limits.started.append(now)
-        if not limits.running.acquire(timeout=max(0.0, deadline - time.monotonic())):
-            raise FetchError(f"{host}: too many requests at once; try later", "busy")
-        return _Slot(limits.running)
+            limits.users += 1
+        try:
+            if not limits.running.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                raise FetchError(f"{host}: too many requests at once; try later", "busy")
+            try:
+                yield
+            finally:
+                limits.running.release()
+        finally:
+            with self._lock:
+                limits.users -= 1
 
     def _pool(self, scheme: str, host: str, port: int) -> HTTPConnectionPool:
         with self._lock:
@@ -484,17 +502,6 @@ class Web:
             self._cache.move_to_end(key)
             while len(self._cache) > config.cache_entries:
                 self._cache.popitem(last=False)
-
-
-class _Slot:
-    def __init__(self, semaphore: threading.BoundedSemaphore) -> None:
-        self._semaphore = semaphore
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        self._semaphore.release()
 
 
 def _read(raw: urllib3.BaseHTTPResponse, limit: int) -> tuple[bytes, bool]:

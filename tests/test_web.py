@@ -435,6 +435,17 @@ def test_per_host_limits_say_busy(web_server: WebServer) -> None:
     assert len(web_server.paths) == 3
 
 
+def test_the_limits_of_idle_hosts_are_forgotten(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("bot.web.MAX_HOSTS", 10)
+    now = [0.0]
+    client = Web(HttpConfig(), connect=Connections(real=False), clock=lambda: now[0])
+    for n in range(25):  # a flood of links to ever new hosts
+        with pytest.raises(FetchError):
+            client.fetch(f"http://93.184.216.{n}/")
+        now[0] += 10
+    assert len(client._hosts) <= 10
+
+
 def test_at_most_n_fetches_run_at_once_per_host(web_server: WebServer) -> None:
     release = threading.Event()
     inside = []
