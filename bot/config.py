@@ -175,6 +175,32 @@ class _Invalid(Exception):
         self.key, self.message = key, message
 
 
+class _Invalids(_Invalid):
+    """Several wrong values of one section, each reported at its own line (callers that
+    want one problem see the first)."""
+
+    def __init__(self, problems: list[_Invalid]) -> None:
+        super().__init__(problems[0].key, problems[0].message)
+        self.problems = problems
+
+
+def _each(parsers: Mapping[str, Callable[[], Any]], found: list[_Invalid]) -> dict[str, Any]:
+    """Every value of a section parsed; what is wrong in all of them (and ``found``
+    before) raised together."""
+    values: dict[str, Any] = {}
+    wrong = list(found)
+    for name, parse in parsers.items():
+        try:
+            values[name] = parse()
+        except _Invalids as exc:
+            wrong += exc.problems
+        except _Invalid as exc:
+            wrong.append(exc)
+    if wrong:
+        raise _Invalids(wrong)
+    return values
+
+
 def _expect(ok: bool, key: str, expected: str, value: Any) -> None:
     if not ok:
         raise _Invalid(key, f"expected {expected}, got {value!r}")
@@ -506,27 +532,70 @@ def _backup(value: Any, base_dir: Path) -> BackupConfig:
     )
 
 
+_HTTP_KEYS = {
+    "http": {"connect_timeout", "timeout", "max_bytes", "max_redirects", "per_host", "cache",
+             "user_agent", "allow_private"},
+    "http.per_host": {"concurrent", "per_minute"},
+    "http.cache": {"ttl", "entries"},
+}  # fmt: skip
+
+
 def _http(value: Any) -> HttpConfig:
-    known = {"connect_timeout", "timeout", "max_bytes", "max_redirects", "per_host", "cache"}
-    raw = _mapping("http", value, known | {"user_agent", "allow_private"})
-    per_host = _mapping("http.per_host", raw.get("per_host", {}), {"concurrent", "per_minute"})
-    cache = _mapping("http.cache", raw.get("cache", {}), {"ttl", "entries"})
-    allow = tuple(_network(f"http.allow_private[{i}]", v) for i, v in
-                  enumerate(_list("http.allow_private", raw.get("allow_private", []))))  # fmt: skip
+    """The ``http:`` section, with every wrong key and value in it reported at once."""
+    found: list[_Invalid] = []
+
+    def section(key: str, value: Any) -> dict[str, Any]:
+        _expect(isinstance(value, dict), key, "a mapping of keys to values", value)
+        found.extend(_Invalid(f"{key}.{k}", _unknown(str(k), _HTTP_KEYS[key]))
+                     for k in value if k not in _HTTP_KEYS[key])  # fmt: skip
+        return {k: v for k, v in value.items() if k in _HTTP_KEYS[key]}
+
+    raw = section("http", value)
+    per_host = section("http.per_host", raw.get("per_host", {}))
+    cache = section("http.cache", raw.get("cache", {}))
     return HttpConfig(
-        connect_timeout=_number("http.connect_timeout", raw.get("connect_timeout", 5), 0.1, 300),
-        timeout=_number("http.timeout", raw.get("timeout", 10), 0.1, 600),
-        max_bytes=_int("http.max_bytes", raw.get("max_bytes", 1_000_000), 1024, 1 << 30),
-        max_redirects=_int("http.max_redirects", raw.get("max_redirects", 5), 0, 30),
-        per_host_concurrent=_int("http.per_host.concurrent", per_host.get("concurrent", 2), 1, 64),
-        per_host_per_minute=_int(
-            "http.per_host.per_minute", per_host.get("per_minute", 30), 1, 100_000
-        ),
-        cache_ttl=_number("http.cache.ttl", cache.get("ttl", 300), 0, 86400),
-        cache_entries=_int("http.cache.entries", cache.get("entries", 256), 0, 100_000),
-        user_agent=_str("http.user_agent", raw.get("user_agent", HttpConfig.user_agent)),
-        allow_private=allow,
+        **_each(
+            {
+                "connect_timeout": lambda: _number(
+                    "http.connect_timeout", raw.get("connect_timeout", 5), 0.1, 300
+                ),
+                "timeout": lambda: _number("http.timeout", raw.get("timeout", 10), 0.1, 600),
+                "max_bytes": lambda: _int(
+                    "http.max_bytes", raw.get("max_bytes", 1_000_000), 1024, 1 << 30
+                ),
+                "max_redirects": lambda: _int(
+                    "http.max_redirects", raw.get("max_redirects", 5), 0, 30
+                ),
+                "per_host_concurrent": lambda: _int(
+                    "http.per_host.concurrent", per_host.get("concurrent", 2), 1, 64
+                ),
+                "per_host_per_minute": lambda: _int(
+                    "http.per_host.per_minute", per_host.get("per_minute", 30), 1, 100_000
+                ),
+                "cache_ttl": lambda: _number("http.cache.ttl", cache.get("ttl", 300), 0, 86400),
+                "cache_entries": lambda: _int(
+                    "http.cache.entries", cache.get("entries", 256), 0, 100_000
+                ),
+                "user_agent": lambda: _str(
+                    "http.user_agent", raw.get("user_agent", HttpConfig.user_agent)
+                ),
+                "allow_private": lambda: _networks(raw.get("allow_private", [])),
+            },
+            found,
+        )
     )
+
+
+def _networks(value: Any) -> tuple[str, ...]:
+    networks, wrong = [], []
+    for i, entry in enumerate(_list("http.allow_private", value)):
+        try:
+            networks.append(_network(f"http.allow_private[{i}]", entry))
+        except _Invalid as exc:
+            wrong.append(exc)
+    if wrong:
+        raise _Invalids(wrong)
+    return tuple(networks)
 
 
 def http_config(section: Mapping[str, Any]) -> HttpConfig:
@@ -639,6 +708,8 @@ def _build(raw: dict[str, Any], base_dir: Path) -> Config | list[_Invalid]:
             continue  # already reported as missing
         try:
             kwargs[key] = parse()
+        except _Invalids as exc:
+            wrong += exc.problems
         except _Invalid as exc:
             wrong.append(exc)
     if wrong or any(key not in raw for key in _REQUIRED):

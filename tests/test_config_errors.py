@@ -164,3 +164,31 @@ def test_backup_defaults_to_off_and_resolves_its_folder_beside_the_config() -> N
 def test_a_wrong_backup_section_is_named(section: str, expected: str) -> None:
     (message,) = problems(GOOD + section + "\n")
     assert message.startswith(expected), message
+
+
+def test_every_mistake_in_the_http_section_is_reported_with_its_line() -> None:
+    text = GOOD + (
+        "http:\n"
+        "  timout: 5\n"
+        "  max_bytes: 10\n"
+        '  allow_private: ["10.0.0.0/8", "intranet", "300.1.1.1"]\n'
+        "  per_host: {concurrent: 0, burst: 3}\n"
+    )
+    found = problems(text)
+    assert [p.split(": ")[0] for p in found] == [
+        "config.yaml:9",
+        "config.yaml:10",
+        "config.yaml:11",
+        "config.yaml:11",
+        "config.yaml:12",
+        "config.yaml:12",
+    ]
+    assert "http.timout: unknown key (did you mean 'timeout'?)" in found[0]
+    assert "http.max_bytes: expected a whole number from 1024" in found[1]
+    assert "http.allow_private[1]: expected an IP address or network" in found[2]
+    assert "'300.1.1.1'" in found[3]
+    assert "http.per_host.burst: unknown key" in found[4]
+    assert "http.per_host.concurrent: expected a whole number from 1 to 64, got 0" in found[5]
+    good = parse(GOOD + 'http: {allow_private: ["10.0.0.0/8", "::1"], per_host: {per_minute: 5}}\n')
+    assert good.http.allow_private == ("10.0.0.0/8", "::1/128")
+    assert good.http.per_host_per_minute == 5
