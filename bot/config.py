@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from bot import config_values as check
 from bot.auth import AdminRule, AdminRuleError, Grant, GrantError, parse_admin_rule, parse_grant
 from bot.web import HttpConfig
 from bot.yaml_mistakes import HASH_HINT, duplicates, runaway_quotes, syntax_problem
@@ -170,95 +171,16 @@ class Config:
 # -- parsing -------------------------------------------------------------------
 
 
-class _Invalid(Exception):
-    def __init__(self, key: str, message: str) -> None:
-        self.key, self.message = key, message
-
-
-class _Invalids(_Invalid):
-    """Several wrong values of one section, each reported at its own line (callers that
-    want one problem see the first)."""
-
-    def __init__(self, problems: list[_Invalid]) -> None:
-        super().__init__(problems[0].key, problems[0].message)
-        self.problems = problems
-
-
-def _each(parsers: Mapping[str, Callable[[], Any]], found: list[_Invalid]) -> dict[str, Any]:
-    """Every value of a section parsed; what is wrong in all of them (and ``found``
-    before) raised together."""
-    values: dict[str, Any] = {}
-    wrong = list(found)
-    for name, parse in parsers.items():
-        try:
-            values[name] = parse()
-        except _Invalids as exc:
-            wrong += exc.problems
-        except _Invalid as exc:
-            wrong.append(exc)
-    if wrong:
-        raise _Invalids(wrong)
-    return values
-
-
-def _expect(ok: bool, key: str, expected: str, value: Any) -> None:
-    if not ok:
-        raise _Invalid(key, f"expected {expected}, got {value!r}")
-
-
-def _str(key: str, value: Any) -> str:
-    _expect(isinstance(value, str) and value.strip() != "", key, "a non-empty string", value)
-    return str(value)
-
-
-def _bool(key: str, value: Any) -> bool:
-    _expect(isinstance(value, bool), key, "true or false", value)
-    return bool(value)
-
-
-def _int(key: str, value: Any, lo: int, hi: int) -> int:
-    ok = isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
-    _expect(ok, key, f"a whole number from {lo} to {hi}", value)
-    return int(value)
-
-
-def _number(key: str, value: Any, lo: float, hi: float) -> float:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and lo <= value <= hi
-    _expect(ok, key, f"a number from {lo} to {hi}", value)
-    return float(value)
-
-
-def _list(key: str, value: Any) -> list[Any]:
-    _expect(isinstance(value, list), key, "a list, e.g. [a, b]", value)
-    return list(value)
-
-
-def _mapping(key: str, value: Any, known: set[str]) -> dict[str, Any]:
-    _expect(isinstance(value, dict), key, "a mapping of keys to values", value)
-    for sub in value:
-        if sub not in known:
-            raise _Invalid(f"{key}.{sub}", _unknown(str(sub), known))
-    return dict(value)
-
-
-def _unknown(name: str, known: set[str]) -> str:
-    import difflib  # only for a typo in the config
-
-    close = difflib.get_close_matches(name, sorted(known), n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"unknown key{hint}; known keys: {', '.join(sorted(known))}"
-
-
 def _nick(key: str, value: Any) -> str:
-    _expect(isinstance(value, str) and bool(_NICK.fullmatch(value)), key, "an IRC nick", value)
+    check.expect(isinstance(value, str) and bool(_NICK.fullmatch(value)), key, "an IRC nick", value)
     return str(value)
 
 
 def _channel(key: str, value: Any) -> str:
     if value is None:  # "- #bot": the name was read as a comment
-        raise _Invalid(key, HASH_HINT)
+        raise check.Invalid(key, HASH_HINT)
     ok = isinstance(value, str) and bool(_CHANNEL.fullmatch(value))
-    _expect(ok, key, "a channel name like '#bot' (quote it: # starts a YAML comment)", value)
+    check.expect(ok, key, "a channel name like '#bot' (quote it: # starts a YAML comment)", value)
     return str(value)
 
 
@@ -284,22 +206,22 @@ def _channel_entry(key: str, value: Any) -> ChannelOptions:
     """``"#bot"``, or ``{name: "#b", key: K, disable: [karma], modules: {weather: {...}}}``."""
     if not isinstance(value, dict):
         return ChannelOptions(_channel(key, value))
-    raw = _mapping(key, value, _CHANNEL_KEYS)
+    raw = check.mapping(key, value, _CHANNEL_KEYS)
     if "name" not in raw:
-        raise _Invalid(f"{key}.name", "missing; expected the channel's name, e.g. '#bot'")
+        raise check.Invalid(f"{key}.name", "missing; expected the channel's name, e.g. '#bot'")
     name = _channel(f"{key}.name", raw["name"])
     secret = None
     if raw.get("key") is not None:
-        secret = _reference(f"{key}.key", _str(f"{key}.key", str(raw["key"])))
+        secret = _reference(f"{key}.key", check.text(f"{key}.key", str(raw["key"])))
         if any(c in secret for c in " ,\r\n\x00"):
-            raise _Invalid(f"{key}.key", "expected a key without spaces or commas")
+            raise check.Invalid(f"{key}.key", "expected a key without spaces or commas")
     disabled = []
-    for i, item in enumerate(_list(f"{key}.disable", raw.get("disable", []))):
+    for i, item in enumerate(check.listed(f"{key}.disable", raw.get("disable", []))):
         where = f"{key}.disable[{i}]"
         ok = isinstance(item, str) and re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", item) is not None
-        _expect(ok, where, "a module or command name, as !help names it", item)
+        check.expect(ok, where, "a module or command name, as !help names it", item)
         if item.lower() in _ALWAYS_ON:
-            raise _Invalid(where, f"{item!r} is an admin command; it cannot be turned off")
+            raise check.Invalid(where, f"{item!r} is an admin command; it cannot be turned off")
         disabled.append(item.lower())
     modules = _module_sections(raw.get("modules", {}), f"{key}.modules")
     return ChannelOptions(name, secret, frozenset(disabled), modules)
@@ -311,7 +233,7 @@ def _reference(key: str, value: str) -> str:
 
     resolved, problems = resolve_references({"value": value}, key)
     if problems:
-        raise _Invalid(key, problems[0].message)
+        raise check.Invalid(key, problems[0].message)
     assert resolved is not None
     found: Any = resolved["value"]
     return found.reveal() if hasattr(found, "reveal") else str(found)
@@ -320,19 +242,19 @@ def _reference(key: str, value: str) -> str:
 def _permissions(value: Any) -> dict[str, tuple[Grant, ...]]:
     """``permissions: {COMMAND: [op, voice, MASK, "account:NAME"]}``."""
     raw = value if value is not None else {}
-    _expect(isinstance(raw, dict), "permissions", "a mapping of command names to lists", value)
+    check.expect(isinstance(raw, dict), "permissions", "a mapping of command names to lists", value)
     checked: dict[str, tuple[Grant, ...]] = {}
     for name, who in raw.items():
         key = f"permissions.{name}"
         ok = isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name) is not None
-        _expect(ok, key, "a command name, as !help names it", name)
+        check.expect(ok, key, "a command name, as !help names it", name)
         grants = []
-        for i, entry in enumerate(_list(key, who)):
-            _expect(isinstance(entry, str), f"{key}[{i}]", "op, halfop, voice, a mask", entry)
+        for i, entry in enumerate(check.listed(key, who)):
+            check.expect(isinstance(entry, str), f"{key}[{i}]", "op, halfop, voice, a mask", entry)
             try:
                 grants.append(parse_grant(entry))
             except GrantError as exc:
-                raise _Invalid(f"{key}[{i}]", str(exc)) from None
+                raise check.Invalid(f"{key}[{i}]", str(exc)) from None
         checked[name.lower()] = tuple(grants)
     return checked
 
@@ -340,25 +262,25 @@ def _permissions(value: Any) -> dict[str, tuple[Grant, ...]]:
 def _ignore_mask(key: str, value: Any) -> str:
     from bot.ignores import IgnoreError, normalise
 
-    _expect(isinstance(value, str), key, "a mask like nick!user@host or account:NAME", value)
+    check.expect(isinstance(value, str), key, "a mask like nick!user@host or account:NAME", value)
     try:
         return normalise(str(value))
     except IgnoreError as exc:
-        raise _Invalid(key, str(exc)) from None
+        raise check.Invalid(key, str(exc)) from None
 
 
 def _module_sections(value: Any, where: str = "modules") -> dict[str, dict[str, Any]]:
     """``modules: {NAME: {setting: value}}``; each module checks its own section."""
     sections = value if value is not None else {}
-    _expect(isinstance(sections, dict), where, "a mapping of module names to settings", value)
+    check.expect(isinstance(sections, dict), where, "a mapping of module names to settings", value)
     checked: dict[str, dict[str, Any]] = {}
     for name, section in sections.items():
         key = f"{where}.{name}"
-        _expect(isinstance(name, str) and name.isidentifier(), key, "a module name", name)
+        check.expect(isinstance(name, str) and name.isidentifier(), key, "a module name", name)
         section = section if section is not None else {}
-        _expect(isinstance(section, dict), key, "a mapping of settings", section)
+        check.expect(isinstance(section, dict), key, "a mapping of settings", section)
         for setting in section:
-            _expect(isinstance(setting, str), f"{key}.{setting}", "a setting name", setting)
+            check.expect(isinstance(setting, str), f"{key}.{setting}", "a setting name", setting)
         checked[name] = dict(section)
     return checked
 
@@ -368,7 +290,7 @@ _MODULE_GLOB = re.compile(r"[A-Za-z0-9_*?\[\]!]{1,64}")
 
 def _module_glob(key: str, value: Any) -> str:
     ok = isinstance(value, str) and _MODULE_GLOB.fullmatch(value) is not None
-    _expect(ok, key, "a module name or a glob such as 'weather' or '*'", value)
+    check.expect(ok, key, "a module name or a glob such as 'weather' or '*'", value)
     return str(value)
 
 
@@ -380,107 +302,111 @@ def _target(key: str, value: Any) -> str:
 
 def _server(value: Any, base_dir: Path) -> ServerConfig:
     known = {f.name for f in fields(ServerConfig)}
-    raw = _mapping("server", value, known)
+    raw = check.mapping("server", value, known)
     if "host" not in raw:
-        raise _Invalid("server.host", "missing; expected a host name, e.g. 127.0.0.1")
+        raise check.Invalid("server.host", "missing; expected a host name, e.g. 127.0.0.1")
     cert = raw.get("tls_cert")
     return ServerConfig(
-        tls_cert=None if cert is None else base_dir / _str("server.tls_cert", cert),
-        host=_str("server.host", raw["host"]),
-        port=_int("server.port", raw.get("port", 6667), 1, 65535),
-        tls=_bool("server.tls", raw.get("tls", False)),
-        tls_verify=_bool("server.tls_verify", raw.get("tls_verify", True)),
-        password=None if raw.get("password") is None else _str("server.password", raw["password"]),
+        tls_cert=None if cert is None else base_dir / check.text("server.tls_cert", cert),
+        host=check.text("server.host", raw["host"]),
+        port=check.whole("server.port", raw.get("port", 6667), 1, 65535),
+        tls=check.flag("server.tls", raw.get("tls", False)),
+        tls_verify=check.flag("server.tls_verify", raw.get("tls_verify", True)),
+        password=None
+        if raw.get("password") is None
+        else check.text("server.password", raw["password"]),
     )
 
 
 def _sasl(value: Any) -> SaslConfig | None:
     if value is None:
         return None
-    raw = _mapping("sasl", value, {f.name for f in fields(SaslConfig)})
+    raw = check.mapping("sasl", value, {f.name for f in fields(SaslConfig)})
     mechanism = str(raw.get("mechanism", "PLAIN")).upper()
     known = mechanism in ("PLAIN", "EXTERNAL", "SCRAM-SHA-256")
-    _expect(known, "sasl.mechanism", "PLAIN, EXTERNAL or SCRAM-SHA-256", mechanism)
+    check.expect(known, "sasl.mechanism", "PLAIN, EXTERNAL or SCRAM-SHA-256", mechanism)
     if mechanism != "EXTERNAL":
         for key in ("account", "password"):
             if key not in raw:
                 why = f"missing; SASL {mechanism} needs account and password"
-                raise _Invalid(f"sasl.{key}", why)
+                raise check.Invalid(f"sasl.{key}", why)
     return SaslConfig(
-        account=_str("sasl.account", raw["account"]) if "account" in raw else "",
-        password=_str("sasl.password", raw["password"]) if "password" in raw else "",
+        account=check.text("sasl.account", raw["account"]) if "account" in raw else "",
+        password=check.text("sasl.password", raw["password"]) if "password" in raw else "",
         mechanism=mechanism,
-        required=_bool("sasl.required", raw.get("required", True)),
+        required=check.flag("sasl.required", raw.get("required", True)),
     )
 
 
 def _command_rate(value: Any) -> CommandRate:
     known = {"per_user", "per_channel", "window", "ignore_for", "refusals"}
-    raw = _mapping("command_rate", value, known)
+    raw = check.mapping("command_rate", value, known)
     return CommandRate(
-        per_user=_int("command_rate.per_user", raw.get("per_user", 5), 1, 100_000),
-        per_channel=_int("command_rate.per_channel", raw.get("per_channel", 20), 1, 100_000),
-        window=_number("command_rate.window", raw.get("window", 10), 0.1, 3600),
-        ignore_for=_number("command_rate.ignore_for", raw.get("ignore_for", 60), 0, 86400 * 7),
-        refusals=_int("command_rate.refusals", raw.get("refusals", 1), 0, 100_000),
+        per_user=check.whole("command_rate.per_user", raw.get("per_user", 5), 1, 100_000),
+        per_channel=check.whole("command_rate.per_channel", raw.get("per_channel", 20), 1, 100_000),
+        window=check.number("command_rate.window", raw.get("window", 10), 0.1, 3600),
+        ignore_for=check.number("command_rate.ignore_for", raw.get("ignore_for", 60), 0, 86400 * 7),
+        refusals=check.whole("command_rate.refusals", raw.get("refusals", 1), 0, 100_000),
     )
 
 
 def _addressing(value: Any) -> Addressing:
-    raw = _mapping("addressing", value, {"nick", "private"})
+    raw = check.mapping("addressing", value, {"nick", "private"})
     return Addressing(
-        nick=_bool("addressing.nick", raw.get("nick", True)),
-        private=_bool("addressing.private", raw.get("private", True)),
+        nick=check.flag("addressing.nick", raw.get("nick", True)),
+        private=check.flag("addressing.private", raw.get("private", True)),
     )
 
 
 def _text(key: str, value: Any) -> str:
     """Text that may be empty (one line, at most 300 characters: it is sent as is)."""
     ok = isinstance(value, str) and len(value) <= 300 and "\n" not in value
-    _expect(ok, key, "one line of text (at most 300 characters)", value)
+    check.expect(ok, key, "one line of text (at most 300 characters)", value)
     return str(value)
 
 
 def _ctcp(value: Any) -> CtcpConfig:
-    raw = _mapping("ctcp", value, {"enabled", "version", "source"})
+    raw = check.mapping("ctcp", value, {"enabled", "version", "source"})
     return CtcpConfig(
-        enabled=_bool("ctcp.enabled", raw.get("enabled", True)),
+        enabled=check.flag("ctcp.enabled", raw.get("enabled", True)),
         version=_text("ctcp.version", raw.get("version", "")),
         source=_text("ctcp.source", raw.get("source", "")),
     )
 
 
 def _rate_limit(value: Any) -> RateLimit:
-    raw = _mapping("rate_limit", value, {"burst", "per_second", "max_queued", "per_reply"})
+    raw = check.mapping("rate_limit", value, {"burst", "per_second", "max_queued", "per_reply"})
     return RateLimit(
-        burst=_int("rate_limit.burst", raw.get("burst", 5), 1, 10_000),
-        per_second=_number("rate_limit.per_second", raw.get("per_second", 1.0), 0.1, 100_000),
-        max_queued=_int("rate_limit.max_queued", raw.get("max_queued", 30), 1, 1_000_000),
-        per_reply=_int("rate_limit.per_reply", raw.get("per_reply", 10), 1, 1_000_000),
+        burst=check.whole("rate_limit.burst", raw.get("burst", 5), 1, 10_000),
+        per_second=check.number("rate_limit.per_second", raw.get("per_second", 1.0), 0.1, 100_000),
+        max_queued=check.whole("rate_limit.max_queued", raw.get("max_queued", 30), 1, 1_000_000),
+        per_reply=check.whole("rate_limit.per_reply", raw.get("per_reply", 10), 1, 1_000_000),
     )
 
 
 def _prefix(key: str, value: Any) -> str:
     ok = isinstance(value, str) and 1 <= len(value) <= 5 and not any(c.isspace() for c in value)
-    _expect(ok, key, "1 to 5 characters without spaces, e.g. '!'", value)
+    check.expect(ok, key, "1 to 5 characters without spaces, e.g. '!'", value)
     return str(value)
 
 
 def _admins(value: Any) -> tuple[AdminRule, ...]:
     rules = []
-    for i, entry in enumerate(_list("admins", value)):
+    for i, entry in enumerate(check.listed("admins", value)):
         key = f"admins[{i}]"
-        _expect(isinstance(entry, str), key, "a hostmask 'nick!user@host' or 'account:NAME'", entry)
+        check.expect(
+            isinstance(entry, str), key, "a hostmask 'nick!user@host' or 'account:NAME'", entry
+        )
         try:
             rules.append(parse_admin_rule(entry))
         except AdminRuleError as exc:
-            raise _Invalid(key, str(exc)) from None
+            raise check.Invalid(key, str(exc)) from None
     return tuple(rules)
 
 
 def _log_level(key: str, value: Any) -> str:
     ok = isinstance(value, str) and value.upper() in _LOG_LEVELS
-    _expect(ok, key, f"one of {', '.join(_LOG_LEVELS)}", value)
+    check.expect(ok, key, f"one of {', '.join(_LOG_LEVELS)}", value)
     return str(value).upper()
 
 
@@ -503,15 +429,15 @@ def _logging(value: Any) -> dict[str, Any] | None:
     """
     if value is None:
         return None
-    raw = _mapping("logging", value, _DICTCONFIG_KEYS)
+    raw = check.mapping("logging", value, _DICTCONFIG_KEYS)
     if "version" not in raw:
-        raise _Invalid("logging.version", "missing; dictConfig needs version: 1")
+        raise check.Invalid("logging.version", "missing; dictConfig needs version: 1")
     version = raw["version"]
     ok = isinstance(version, int) and not isinstance(version, bool) and version == 1
-    _expect(ok, "logging.version", "1 (the only dictConfig schema version)", version)
+    check.expect(ok, "logging.version", "1 (the only dictConfig schema version)", version)
     for key in ("formatters", "filters", "handlers", "loggers", "root"):
         if raw.get(key) is not None:
-            _expect(isinstance(raw[key], dict), f"logging.{key}", "a mapping", raw[key])
+            check.expect(isinstance(raw[key], dict), f"logging.{key}", "a mapping", raw[key])
     return raw
 
 
@@ -519,16 +445,16 @@ _BACKUP_MAX = 366 * 86400
 
 
 def _backup(value: Any, base_dir: Path) -> BackupConfig:
-    raw = _mapping("backup", value if value is not None else {}, {"interval", "keep", "dir"})
+    raw = check.mapping("backup", value if value is not None else {}, {"interval", "keep", "dir"})
     interval = raw.get("interval", 0)
     number = isinstance(interval, int | float) and not isinstance(interval, bool)
     # Off, or at least a minute apart: more often would only churn the disk.
     ok = number and (interval == 0 or 60 <= interval <= _BACKUP_MAX)
-    _expect(ok, "backup.interval", f"0 (off) or seconds from 60 to {_BACKUP_MAX}", interval)
+    check.expect(ok, "backup.interval", f"0 (off) or seconds from 60 to {_BACKUP_MAX}", interval)
     return BackupConfig(
         interval=float(interval),
-        keep=_int("backup.keep", raw.get("keep", 7), 1, 1000),
-        dir=base_dir / _str("backup.dir", raw.get("dir", "data/backups")),
+        keep=check.whole("backup.keep", raw.get("keep", 7), 1, 1000),
+        dir=base_dir / check.text("backup.dir", raw.get("dir", "data/backups")),
     )
 
 
@@ -542,11 +468,11 @@ _HTTP_KEYS = {
 
 def _http(value: Any) -> HttpConfig:
     """The ``http:`` section, with every wrong key and value in it reported at once."""
-    found: list[_Invalid] = []
+    found: list[check.Invalid] = []
 
     def section(key: str, value: Any) -> dict[str, Any]:
-        _expect(isinstance(value, dict), key, "a mapping of keys to values", value)
-        found.extend(_Invalid(f"{key}.{k}", _unknown(str(k), _HTTP_KEYS[key]))
+        check.expect(isinstance(value, dict), key, "a mapping of keys to values", value)
+        found.extend(check.Invalid(f"{key}.{k}", check.unknown(str(k), _HTTP_KEYS[key]))
                      for k in value if k not in _HTTP_KEYS[key])  # fmt: skip
         return {k: v for k, v in value.items() if k in _HTTP_KEYS[key]}
 
@@ -554,29 +480,31 @@ def _http(value: Any) -> HttpConfig:
     per_host = section("http.per_host", raw.get("per_host", {}))
     cache = section("http.cache", raw.get("cache", {}))
     return HttpConfig(
-        **_each(
+        **check.collect(
             {
-                "connect_timeout": lambda: _number(
+                "connect_timeout": lambda: check.number(
                     "http.connect_timeout", raw.get("connect_timeout", 5), 0.1, 300
                 ),
-                "timeout": lambda: _number("http.timeout", raw.get("timeout", 10), 0.1, 600),
-                "max_bytes": lambda: _int(
+                "timeout": lambda: check.number("http.timeout", raw.get("timeout", 10), 0.1, 600),
+                "max_bytes": lambda: check.whole(
                     "http.max_bytes", raw.get("max_bytes", 1_000_000), 1024, 1 << 30
                 ),
-                "max_redirects": lambda: _int(
+                "max_redirects": lambda: check.whole(
                     "http.max_redirects", raw.get("max_redirects", 5), 0, 30
                 ),
-                "per_host_concurrent": lambda: _int(
+                "per_host_concurrent": lambda: check.whole(
                     "http.per_host.concurrent", per_host.get("concurrent", 2), 1, 64
                 ),
-                "per_host_per_minute": lambda: _int(
+                "per_host_per_minute": lambda: check.whole(
                     "http.per_host.per_minute", per_host.get("per_minute", 30), 1, 100_000
                 ),
-                "cache_ttl": lambda: _number("http.cache.ttl", cache.get("ttl", 300), 0, 86400),
-                "cache_entries": lambda: _int(
+                "cache_ttl": lambda: check.number(
+                    "http.cache.ttl", cache.get("ttl", 300), 0, 86400
+                ),
+                "cache_entries": lambda: check.whole(
                     "http.cache.entries", cache.get("entries", 256), 0, 100_000
                 ),
-                "user_agent": lambda: _str(
+                "user_agent": lambda: check.text(
                     "http.user_agent", raw.get("user_agent", HttpConfig.user_agent)
                 ),
                 "allow_private": lambda: _networks(raw.get("allow_private", [])),
@@ -588,13 +516,13 @@ def _http(value: Any) -> HttpConfig:
 
 def _networks(value: Any) -> tuple[str, ...]:
     networks, wrong = [], []
-    for i, entry in enumerate(_list("http.allow_private", value)):
+    for i, entry in enumerate(check.listed("http.allow_private", value)):
         try:
             networks.append(_network(f"http.allow_private[{i}]", entry))
-        except _Invalid as exc:
+        except check.Invalid as exc:
             wrong.append(exc)
     if wrong:
-        raise _Invalids(wrong)
+        raise check.Invalids(wrong)
     return tuple(networks)
 
 
@@ -602,7 +530,7 @@ def http_config(section: Mapping[str, Any]) -> HttpConfig:
     """An ``http:`` section as config.yaml takes it; ValueError naming the key if wrong."""
     try:
         return _http(dict(section))
-    except _Invalid as exc:
+    except check.Invalid as exc:
         raise ValueError(f"http: {exc.key}: {exc.message}") from None
 
 
@@ -611,7 +539,7 @@ def channel_options(entries: list[Any]) -> dict[str, ChannelOptions]:
     ``key``, ``disable``, ``modules``); ValueError naming the entry if wrong."""
     try:
         return _channels(list(entries))
-    except _Invalid as exc:
+    except check.Invalid as exc:
         raise ValueError(f"channels: {exc.key}: {exc.message}") from None
 
 
@@ -623,7 +551,7 @@ def _network(key: str, value: Any) -> str:
         return str(ipaddress.ip_network(str(value), strict=False))
     except ValueError:
         expected = f"expected an IP address or network like 10.0.0.0/8, got {value!r}"
-        raise _Invalid(key, expected) from None
+        raise check.Invalid(key, expected) from None
 
 
 def _channels(value: Any) -> dict[str, ChannelOptions]:
@@ -631,19 +559,21 @@ def _channels(value: Any) -> dict[str, ChannelOptions]:
     from bot.casemap import irc_lower as lower
 
     if value is None:  # "channels: #bot" reads as "channels:" and a comment
-        raise _Invalid("channels", HASH_HINT)
-    entries = [_channel_entry(f"channels[{i}]", v) for i, v in enumerate(_list("channels", value))]
+        raise check.Invalid("channels", HASH_HINT)
+    entries = [
+        _channel_entry(f"channels[{i}]", v) for i, v in enumerate(check.listed("channels", value))
+    ]
     options: dict[str, ChannelOptions] = {}
     for i, entry in enumerate(entries):
         first = options.setdefault(lower(entry.name), entry)
         if first is not entry:
             at = entries.index(first)
-            raise _Invalid(f"channels[{i}]", f"{entry.name} is listed twice (channels[{at}])")
+            raise check.Invalid(f"channels[{i}]", f"{entry.name} is listed twice (channels[{at}])")
     return options
 
 
 def _state_db(value: Any, base_dir: Path) -> Path | None:
-    return None if value is None else base_dir / _str("state_db", value)
+    return None if value is None else base_dir / check.text("state_db", value)
 
 
 # Required keys have no default; a missing one is reported, not parsed.
@@ -654,7 +584,9 @@ def _parsers(raw: dict[str, Any], base_dir: Path) -> dict[str, Callable[[], Any]
     """Each top-level key: how to parse it (with its default when it is not given)."""
 
     def each(key: str, parse: Callable[[str, Any], Any]) -> tuple[Any, ...]:
-        return tuple(parse(f"{key}[{i}]", v) for i, v in enumerate(_list(key, raw.get(key, []))))
+        return tuple(
+            parse(f"{key}[{i}]", v) for i, v in enumerate(check.listed(key, raw.get(key, [])))
+        )
 
     return {
         "server": lambda: _server(raw["server"], base_dir),
@@ -663,34 +595,36 @@ def _parsers(raw: dict[str, Any], base_dir: Path) -> dict[str, Callable[[], Any]
         "permissions": lambda: _permissions(raw.get("permissions", {})),
         "prefix": lambda: _prefix("prefix", raw["prefix"]),
         "admins": lambda: _admins(raw["admins"]),
-        "commands_dir": lambda: base_dir / _str("commands_dir", raw["commands_dir"]),
-        "watch": lambda: _bool("watch", raw.get("watch", False)),
+        "commands_dir": lambda: base_dir / check.text("commands_dir", raw["commands_dir"]),
+        "watch": lambda: check.flag("watch", raw.get("watch", False)),
         "alt_nicks": lambda: each("alt_nicks", _nick) if "alt_nicks" in raw else None,
         "username": lambda: _nick("username", raw.get("username", "reloadbot")),
-        "realname": lambda: _str("realname", raw.get("realname", "reloadbot")),
+        "realname": lambda: check.text("realname", raw.get("realname", "reloadbot")),
         "notify": lambda: each("notify", _target),
         "rate_limit": lambda: _rate_limit(raw.get("rate_limit", {})),
-        "command_timeout": lambda: _number(
+        "command_timeout": lambda: check.number(
             "command_timeout", raw.get("command_timeout", 10), 0.1, 3600
         ),
-        "reload_timeout": lambda: _number(
+        "reload_timeout": lambda: check.number(
             "reload_timeout", raw.get("reload_timeout", 30), 0.1, 3600
         ),
         "isolate": lambda: each("isolate", _module_glob),
         "ignore": lambda: each("ignore", _ignore_mask),
-        "isolate_memory_mb": lambda: _int(
+        "isolate_memory_mb": lambda: check.whole(
             "isolate_memory_mb", raw.get("isolate_memory_mb", 512), 32, 65536
         ),
-        "workers": lambda: _int("workers", raw.get("workers", 8), 1, 256),
+        "workers": lambda: check.whole("workers", raw.get("workers", 8), 1, 256),
         "sasl": lambda: _sasl(raw.get("sasl")),
         "command_rate": lambda: _command_rate(raw.get("command_rate", {})),
-        "rejoin_delay": lambda: _number("rejoin_delay", raw.get("rejoin_delay", 5), 0, 3600),
-        "join_on_invite": lambda: _bool("join_on_invite", raw.get("join_on_invite", False)),
+        "rejoin_delay": lambda: check.number("rejoin_delay", raw.get("rejoin_delay", 5), 0, 3600),
+        "join_on_invite": lambda: check.flag("join_on_invite", raw.get("join_on_invite", False)),
         "state_db": lambda: _state_db(raw.get("state_db", "data/state.sqlite3"), base_dir),
         "log_level": lambda: _log_level("log_level", raw.get("log_level", "INFO")),
         "modules": lambda: _module_sections(raw.get("modules", {})),
-        "ping_interval": lambda: _number("ping_interval", raw.get("ping_interval", 60), 1, 3600),
-        "ping_timeout": lambda: _number("ping_timeout", raw.get("ping_timeout", 30), 1, 3600),
+        "ping_interval": lambda: check.number(
+            "ping_interval", raw.get("ping_interval", 60), 1, 3600
+        ),
+        "ping_timeout": lambda: check.number("ping_timeout", raw.get("ping_timeout", 30), 1, 3600),
         "addressing": lambda: _addressing(raw.get("addressing", {})),
         "ctcp": lambda: _ctcp(raw.get("ctcp", {})),
         "logging": lambda: _logging(raw.get("logging")),
@@ -699,18 +633,18 @@ def _parsers(raw: dict[str, Any], base_dir: Path) -> dict[str, Callable[[], Any]
     }
 
 
-def _build(raw: dict[str, Any], base_dir: Path) -> Config | list[_Invalid]:
+def _build(raw: dict[str, Any], base_dir: Path) -> Config | list[check.Invalid]:
     """The Config, or what is wrong: every key is parsed, so one run names every mistake."""
     kwargs: dict[str, Any] = {}
-    wrong: list[_Invalid] = []
+    wrong: list[check.Invalid] = []
     for key, parse in _parsers(raw, base_dir).items():
         if key in _REQUIRED and key not in raw:
             continue  # already reported as missing
         try:
             kwargs[key] = parse()
-        except _Invalids as exc:
+        except check.Invalids as exc:
             wrong += exc.problems
-        except _Invalid as exc:
+        except check.Invalid as exc:
             wrong.append(exc)
     if wrong or any(key not in raw for key in _REQUIRED):
         return wrong  # (empty when only missing keys are wrong: parse_config names them)
@@ -744,7 +678,7 @@ def parse_config(text: str, *, base_dir: Path, file: str = "config.yaml") -> Con
 
     problems = [ConfigProblem(k, m, file, n) for k, m, n in duplicates(root)]
     problems += [
-        ConfigProblem(str(k), _unknown(str(k), _KNOWN), file, _line(root, str(k)))
+        ConfigProblem(str(k), check.unknown(str(k), _KNOWN), file, _line(root, str(k)))
         for k in raw
         if k not in _KNOWN
     ]

@@ -1,0 +1,90 @@
+"""The checks every config.yaml value goes through, and how a wrong one is reported.
+
+Each check takes the value's key (``http.per_host.concurrent``), so the problem
+names it and ``parse_config`` can find its line; ``Invalids`` carries several
+problems of one section, so a run reports them all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+
+class Invalid(Exception):
+    def __init__(self, key: str, message: str) -> None:
+        self.key, self.message = key, message
+
+
+class Invalids(Invalid):
+    """Several wrong values of one section, each reported at its own line (callers that
+    want one problem see the first)."""
+
+    def __init__(self, problems: list[Invalid]) -> None:
+        super().__init__(problems[0].key, problems[0].message)
+        self.problems = problems
+
+
+def collect(parsers: Mapping[str, Callable[[], Any]], found: list[Invalid]) -> dict[str, Any]:
+    """Every value of a section parsed; what is wrong in all of them (and ``found``
+    before) raised together."""
+    values: dict[str, Any] = {}
+    wrong = list(found)
+    for name, parse in parsers.items():
+        try:
+            values[name] = parse()
+        except Invalids as exc:
+            wrong += exc.problems
+        except Invalid as exc:
+            wrong.append(exc)
+    if wrong:
+        raise Invalids(wrong)
+    return values
+
+
+def expect(ok: bool, key: str, expected: str, value: Any) -> None:
+    if not ok:
+        raise Invalid(key, f"expected {expected}, got {value!r}")
+
+
+def text(key: str, value: Any) -> str:
+    expect(isinstance(value, str) and value.strip() != "", key, "a non-empty string", value)
+    return str(value)
+
+
+def flag(key: str, value: Any) -> bool:
+    expect(isinstance(value, bool), key, "true or false", value)
+    return bool(value)
+
+
+def whole(key: str, value: Any, lo: int, hi: int) -> int:
+    ok = isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
+    expect(ok, key, f"a whole number from {lo} to {hi}", value)
+    return int(value)
+
+
+def number(key: str, value: Any, lo: float, hi: float) -> float:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and lo <= value <= hi
+    expect(ok, key, f"a number from {lo} to {hi}", value)
+    return float(value)
+
+
+def listed(key: str, value: Any) -> list[Any]:
+    expect(isinstance(value, list), key, "a list, e.g. [a, b]", value)
+    return list(value)
+
+
+def mapping(key: str, value: Any, known: set[str]) -> dict[str, Any]:
+    expect(isinstance(value, dict), key, "a mapping of keys to values", value)
+    for sub in value:
+        if sub not in known:
+            raise Invalid(f"{key}.{sub}", unknown(str(sub), known))
+    return dict(value)
+
+
+def unknown(name: str, known: set[str]) -> str:
+    import difflib  # only for a typo in the config
+
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown key{hint}; known keys: {', '.join(sorted(known))}"
