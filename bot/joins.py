@@ -12,23 +12,34 @@ old). What happens inside channels (members, modes) is ``bot.channels``.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from bot.casemap import irc_lower
 from bot.outbox import IRC_LINE
-
-if TYPE_CHECKING:
-    from bot.connection import Connection
 
 log = logging.getLogger("bot.connection")  # an operator reads one log for the connection
 
 JOIN_BURST = 4  # JOIN lines sent at once on connecting; then one a second
 
 
+class Host(Protocol):
+    """What joining needs from the connection (``bot.connection.Connection``)."""
+
+    settings: Any  # ConnectionSettings: channels, channel_keys, rejoin_delay, ...
+    session: Any  # Session: generation, joined, join_targets, joins_sent
+    registered: threading.Event
+
+    def send_now(self, line: str) -> None: ...
+
+    def after(self, delay: float, fn: Callable[[], None]) -> None: ...
+
+
 class Joins:
     """The channels of ``conn``'s settings, joined and kept joined."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Host) -> None:
         self.conn = conn
         self._rejoin_pending: set[str] = set()  # irc-lowercased channels with a rejoin timer
 
