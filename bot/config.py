@@ -301,20 +301,34 @@ def _target(key: str, value: Any) -> str:
 
 
 def _server(value: Any, base_dir: Path) -> ServerConfig:
-    known = {f.name for f in fields(ServerConfig)}
-    raw = check.mapping("server", value, known)
-    if "host" not in raw:
-        raise check.Invalid("server.host", "missing; expected a host name, e.g. 127.0.0.1")
-    cert = raw.get("tls_cert")
+    found: list[check.Invalid] = []
+    raw = check.section("server", value, {f.name for f in fields(ServerConfig)}, found)
+
+    def host() -> str:
+        if "host" not in raw:
+            raise check.Invalid("server.host", "missing; expected a host name, e.g. 127.0.0.1")
+        return check.text("server.host", raw["host"])
+
+    def optional(key: str) -> str | None:
+        given = raw.get(key)
+        return None if given is None else check.text(f"server.{key}", given)
+
+    def cert() -> Path | None:
+        path = optional("tls_cert")
+        return None if path is None else base_dir / path
+
     return ServerConfig(
-        tls_cert=None if cert is None else base_dir / check.text("server.tls_cert", cert),
-        host=check.text("server.host", raw["host"]),
-        port=check.whole("server.port", raw.get("port", 6667), 1, 65535),
-        tls=check.flag("server.tls", raw.get("tls", False)),
-        tls_verify=check.flag("server.tls_verify", raw.get("tls_verify", True)),
-        password=None
-        if raw.get("password") is None
-        else check.text("server.password", raw["password"]),
+        **check.collect(
+            {
+                "host": host,
+                "port": lambda: check.whole("server.port", raw.get("port", 6667), 1, 65535),
+                "tls": lambda: check.flag("server.tls", raw.get("tls", False)),
+                "tls_verify": lambda: check.flag("server.tls_verify", raw.get("tls_verify", True)),
+                "password": lambda: optional("password"),
+                "tls_cert": cert,
+            },
+            found,
+        )
     )
 
 
@@ -340,21 +354,40 @@ def _sasl(value: Any) -> SaslConfig | None:
 
 def _command_rate(value: Any) -> CommandRate:
     known = {"per_user", "per_channel", "window", "ignore_for", "refusals"}
-    raw = check.mapping("command_rate", value, known)
+    found: list[check.Invalid] = []
+    raw = check.section("command_rate", value, known, found)
+
+    def whole(key: str, default: int, lo: int) -> Callable[[], int]:
+        return lambda: check.whole(f"command_rate.{key}", raw.get(key, default), lo, 100_000)
+
+    def number(key: str, default: float, lo: float, hi: float) -> Callable[[], float]:
+        return lambda: check.number(f"command_rate.{key}", raw.get(key, default), lo, hi)
+
     return CommandRate(
-        per_user=check.whole("command_rate.per_user", raw.get("per_user", 5), 1, 100_000),
-        per_channel=check.whole("command_rate.per_channel", raw.get("per_channel", 20), 1, 100_000),
-        window=check.number("command_rate.window", raw.get("window", 10), 0.1, 3600),
-        ignore_for=check.number("command_rate.ignore_for", raw.get("ignore_for", 60), 0, 86400 * 7),
-        refusals=check.whole("command_rate.refusals", raw.get("refusals", 1), 0, 100_000),
+        **check.collect(
+            {
+                "per_user": whole("per_user", 5, 1),
+                "per_channel": whole("per_channel", 20, 1),
+                "window": number("window", 10, 0.1, 3600),
+                "ignore_for": number("ignore_for", 60, 0, 86400 * 7),
+                "refusals": whole("refusals", 1, 0),
+            },
+            found,
+        )
     )
 
 
 def _addressing(value: Any) -> Addressing:
-    raw = check.mapping("addressing", value, {"nick", "private"})
+    found: list[check.Invalid] = []
+    raw = check.section("addressing", value, {"nick", "private"}, found)
     return Addressing(
-        nick=check.flag("addressing.nick", raw.get("nick", True)),
-        private=check.flag("addressing.private", raw.get("private", True)),
+        **check.collect(
+            {
+                "nick": lambda: check.flag("addressing.nick", raw.get("nick", True)),
+                "private": lambda: check.flag("addressing.private", raw.get("private", True)),
+            },
+            found,
+        )
     )
 
 
@@ -366,21 +399,40 @@ def _text(key: str, value: Any) -> str:
 
 
 def _ctcp(value: Any) -> CtcpConfig:
-    raw = check.mapping("ctcp", value, {"enabled", "version", "source"})
+    found: list[check.Invalid] = []
+    raw = check.section("ctcp", value, {"enabled", "version", "source"}, found)
     return CtcpConfig(
-        enabled=check.flag("ctcp.enabled", raw.get("enabled", True)),
-        version=_text("ctcp.version", raw.get("version", "")),
-        source=_text("ctcp.source", raw.get("source", "")),
+        **check.collect(
+            {
+                "enabled": lambda: check.flag("ctcp.enabled", raw.get("enabled", True)),
+                "version": lambda: _text("ctcp.version", raw.get("version", "")),
+                "source": lambda: _text("ctcp.source", raw.get("source", "")),
+            },
+            found,
+        )
     )
 
 
 def _rate_limit(value: Any) -> RateLimit:
-    raw = check.mapping("rate_limit", value, {"burst", "per_second", "max_queued", "per_reply"})
+    found: list[check.Invalid] = []
+    known = {"burst", "per_second", "max_queued", "per_reply"}
+    raw = check.section("rate_limit", value, known, found)
+
+    def whole(key: str, default: int, hi: int) -> Callable[[], int]:
+        return lambda: check.whole(f"rate_limit.{key}", raw.get(key, default), 1, hi)
+
     return RateLimit(
-        burst=check.whole("rate_limit.burst", raw.get("burst", 5), 1, 10_000),
-        per_second=check.number("rate_limit.per_second", raw.get("per_second", 1.0), 0.1, 100_000),
-        max_queued=check.whole("rate_limit.max_queued", raw.get("max_queued", 30), 1, 1_000_000),
-        per_reply=check.whole("rate_limit.per_reply", raw.get("per_reply", 10), 1, 1_000_000),
+        **check.collect(
+            {
+                "burst": whole("burst", 5, 10_000),
+                "per_second": lambda: check.number(
+                    "rate_limit.per_second", raw.get("per_second", 1.0), 0.1, 100_000
+                ),
+                "max_queued": whole("max_queued", 30, 1_000_000),
+                "per_reply": whole("per_reply", 10, 1_000_000),
+            },
+            found,
+        )
     )
 
 
@@ -445,16 +497,28 @@ _BACKUP_MAX = 366 * 86400
 
 
 def _backup(value: Any, base_dir: Path) -> BackupConfig:
-    raw = check.mapping("backup", value if value is not None else {}, {"interval", "keep", "dir"})
-    interval = raw.get("interval", 0)
-    number = isinstance(interval, int | float) and not isinstance(interval, bool)
-    # Off, or at least a minute apart: more often would only churn the disk.
-    ok = number and (interval == 0 or 60 <= interval <= _BACKUP_MAX)
-    check.expect(ok, "backup.interval", f"0 (off) or seconds from 60 to {_BACKUP_MAX}", interval)
+    found: list[check.Invalid] = []
+    raw = check.section(
+        "backup", {} if value is None else value, {"interval", "keep", "dir"}, found
+    )
+
+    def interval() -> float:
+        given = raw.get("interval", 0)
+        number = isinstance(given, int | float) and not isinstance(given, bool)
+        # Off, or at least a minute apart: more often would only churn the disk.
+        ok = number and (given == 0 or 60 <= given <= _BACKUP_MAX)
+        check.expect(ok, "backup.interval", f"0 (off) or seconds from 60 to {_BACKUP_MAX}", given)
+        return float(given)
+
     return BackupConfig(
-        interval=float(interval),
-        keep=check.whole("backup.keep", raw.get("keep", 7), 1, 1000),
-        dir=base_dir / check.text("backup.dir", raw.get("dir", "data/backups")),
+        **check.collect(
+            {
+                "interval": interval,
+                "keep": lambda: check.whole("backup.keep", raw.get("keep", 7), 1, 1000),
+                "dir": lambda: base_dir / check.text("backup.dir", raw.get("dir", "data/backups")),
+            },
+            found,
+        )
     )
 
 
@@ -471,10 +535,7 @@ def _http(value: Any) -> HttpConfig:
     found: list[check.Invalid] = []
 
     def section(key: str, value: Any) -> dict[str, Any]:
-        check.expect(isinstance(value, dict), key, "a mapping of keys to values", value)
-        found.extend(check.Invalid(f"{key}.{k}", check.unknown(str(k), _HTTP_KEYS[key]))
-                     for k in value if k not in _HTTP_KEYS[key])  # fmt: skip
-        return {k: v for k, v in value.items() if k in _HTTP_KEYS[key]}
+        return check.section(key, value, _HTTP_KEYS[key], found)
 
     raw = section("http", value)
     per_host = section("http.per_host", raw.get("per_host", {}))

@@ -42,6 +42,14 @@ def collect(parsers: Mapping[str, Callable[[], Any]], found: list[Invalid]) -> d
     return values
 
 
+def section(key: str, value: Any, known: set[str], found: list[Invalid]) -> dict[str, Any]:
+    """A mapping's known keys; each unknown one goes into ``found``, to be reported with
+    the section's wrong values by ``collect``."""
+    expect(isinstance(value, dict), key, "a mapping of keys to values", value)
+    found.extend(Invalid(f"{key}.{k}", unknown(str(k), known)) for k in value if k not in known)
+    return {k: v for k, v in value.items() if k in known}
+
+
 def expect(ok: bool, key: str, expected: str, value: Any) -> None:
     if not ok:
         raise Invalid(key, f"expected {expected}, got {value!r}")

@@ -192,3 +192,24 @@ def test_every_mistake_in_the_http_section_is_reported_with_its_line() -> None:
     good = parse(GOOD + 'http: {allow_private: ["10.0.0.0/8", "::1"], per_host: {per_minute: 5}}\n')
     assert good.http.allow_private == ("10.0.0.0/8", "::1/128")
     assert good.http.per_host_per_minute == 5
+
+
+def test_every_mistake_within_a_section_is_reported() -> None:
+    text = GOOD.replace(
+        "server: {host: 127.0.0.1, port: 6667, tls: false}",
+        "server: {hots: 127.0.0.1, port: 99999, tls: maybe}",
+    ) + ("rate_limit: {burst: 0, per_second: fast, max_quued: 3}\nbackup: {interval: 5, keep: 0}\n")
+    found = problems(text)
+    keys = [p.split(": ")[1] for p in found]
+    assert keys == [
+        "server.hots",
+        "server.host",
+        "server.port",
+        "server.tls",
+        "rate_limit.max_quued",
+        "rate_limit.burst",
+        "rate_limit.per_second",
+        "backup.interval",
+        "backup.keep",
+    ], found
+    assert all(p.startswith(("config.yaml:1:", "config.yaml:8:", "config.yaml:9:")) for p in found)
