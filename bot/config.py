@@ -1,8 +1,11 @@
-"""config.yaml: parse, validate into a frozen Config, and describe the change between two.
+"""config.yaml: parse and validate it into a frozen Config.
 
 Owns the user contract of config.yaml: key names, defaults, and error messages
-that name the key, the line, and what was expected. It never applies anything;
-the app decides what a change means for the running bot.
+that name the key, the line, and what was expected. The sections of plain
+values (server, sasl, rates, ctcp, backup, http...) are parsed in
+``bot.config_sections``; how each value is checked is ``bot.config_values``; what
+a re-read changes is ``bot.config_change``. It never applies anything: the app
+decides what a change means for the running bot.
 """
 
 from __future__ import annotations
@@ -15,8 +18,18 @@ from typing import Any
 
 import yaml
 
+from bot import config_sections as sections
 from bot import config_values as check
 from bot.auth import AdminRule, AdminRuleError, Grant, GrantError, parse_admin_rule, parse_grant
+from bot.config_sections import (
+    Addressing,
+    BackupConfig,
+    CommandRate,
+    CtcpConfig,
+    RateLimit,
+    SaslConfig,
+    ServerConfig,
+)
 from bot.web import HttpConfig
 from bot.yaml_mistakes import HASH_HINT, duplicates, runaway_quotes, syntax_problem
 
@@ -43,73 +56,6 @@ class ConfigError(Exception):
     def __init__(self, problems: list[ConfigProblem]) -> None:
         self.problems = problems
         super().__init__("\n".join(str(p) for p in problems))
-
-
-@dataclass(frozen=True)
-class ServerConfig:
-    host: str = "127.0.0.1"
-    port: int = 6667
-    tls: bool = False
-    tls_verify: bool = True
-    password: str | None = None
-    tls_cert: Path | None = None  # client certificate (PEM with key), for SASL EXTERNAL
-
-
-@dataclass(frozen=True)
-class SaslConfig:
-    account: str = ""
-    password: str = ""
-    mechanism: str = "PLAIN"
-    required: bool = True
-
-
-@dataclass(frozen=True)
-class CommandRate:
-    """At most ``per_user`` commands per user and ``per_channel`` per channel each ``window`` s."""
-
-    per_user: int = 5
-    per_channel: int = 20
-    window: float = 10.0
-    ignore_for: float = 60.0  # a user past per_user is ignored this long (0: only dropped)
-    refusals: int = 1  # "is for admins only", "busy"...: said this often per user per window
-
-
-@dataclass(frozen=True)
-class RateLimit:
-    """Outgoing lines: ``burst`` at once, then ``per_second`` (about what stock servers
-    allow before they lag or drop a client); at most ``max_queued`` waiting per target,
-    and ``per_reply`` lines from one command call (the rest is dropped, and said so)."""
-
-    burst: int = 5
-    per_second: float = 1.0
-    max_queued: int = 30
-    per_reply: int = 10
-
-
-@dataclass(frozen=True)
-class Addressing:
-    """Ways to give a command besides the prefix."""
-
-    nick: bool = True  # "reloadbot: help" or "reloadbot, help" in a channel
-    private: bool = True  # "help" in a private message, without the prefix
-
-
-@dataclass(frozen=True)
-class CtcpConfig:
-    """Answers to CTCP queries: VERSION, PING, TIME, CLIENTINFO (and SOURCE if set)."""
-
-    enabled: bool = True
-    version: str = ""  # empty: "reloadbot VERSION (Python X.Y)"
-    source: str = ""  # where the bot's code is; empty: SOURCE is not answered
-
-
-@dataclass(frozen=True)
-class BackupConfig:
-    """Backups every ``interval`` seconds (0: none) into ``dir``; the newest ``keep`` stay."""
-
-    interval: float = 0.0
-    keep: int = 7
-    dir: Path = Path("data/backups")  # parse_config makes it relative to the config's folder
 
 
 @dataclass(frozen=True)
@@ -300,142 +246,6 @@ def _target(key: str, value: Any) -> str:
     return _nick(key, value)
 
 
-def _server(value: Any, base_dir: Path) -> ServerConfig:
-    found: list[check.Invalid] = []
-    raw = check.section("server", value, {f.name for f in fields(ServerConfig)}, found)
-
-    def host() -> str:
-        if "host" not in raw:
-            raise check.Invalid("server.host", "missing; expected a host name, e.g. 127.0.0.1")
-        return check.text("server.host", raw["host"])
-
-    def optional(key: str) -> str | None:
-        given = raw.get(key)
-        return None if given is None else check.text(f"server.{key}", given)
-
-    def cert() -> Path | None:
-        path = optional("tls_cert")
-        return None if path is None else base_dir / path
-
-    return ServerConfig(
-        **check.collect(
-            {
-                "host": host,
-                "port": lambda: check.whole("server.port", raw.get("port", 6667), 1, 65535),
-                "tls": lambda: check.flag("server.tls", raw.get("tls", False)),
-                "tls_verify": lambda: check.flag("server.tls_verify", raw.get("tls_verify", True)),
-                "password": lambda: optional("password"),
-                "tls_cert": cert,
-            },
-            found,
-        )
-    )
-
-
-def _sasl(value: Any) -> SaslConfig | None:
-    if value is None:
-        return None
-    raw = check.mapping("sasl", value, {f.name for f in fields(SaslConfig)})
-    mechanism = str(raw.get("mechanism", "PLAIN")).upper()
-    known = mechanism in ("PLAIN", "EXTERNAL", "SCRAM-SHA-256")
-    check.expect(known, "sasl.mechanism", "PLAIN, EXTERNAL or SCRAM-SHA-256", mechanism)
-    if mechanism != "EXTERNAL":
-        for key in ("account", "password"):
-            if key not in raw:
-                why = f"missing; SASL {mechanism} needs account and password"
-                raise check.Invalid(f"sasl.{key}", why)
-    return SaslConfig(
-        account=check.text("sasl.account", raw["account"]) if "account" in raw else "",
-        password=check.text("sasl.password", raw["password"]) if "password" in raw else "",
-        mechanism=mechanism,
-        required=check.flag("sasl.required", raw.get("required", True)),
-    )
-
-
-def _command_rate(value: Any) -> CommandRate:
-    known = {"per_user", "per_channel", "window", "ignore_for", "refusals"}
-    found: list[check.Invalid] = []
-    raw = check.section("command_rate", value, known, found)
-
-    def whole(key: str, default: int, lo: int) -> Callable[[], int]:
-        return lambda: check.whole(f"command_rate.{key}", raw.get(key, default), lo, 100_000)
-
-    def number(key: str, default: float, lo: float, hi: float) -> Callable[[], float]:
-        return lambda: check.number(f"command_rate.{key}", raw.get(key, default), lo, hi)
-
-    return CommandRate(
-        **check.collect(
-            {
-                "per_user": whole("per_user", 5, 1),
-                "per_channel": whole("per_channel", 20, 1),
-                "window": number("window", 10, 0.1, 3600),
-                "ignore_for": number("ignore_for", 60, 0, 86400 * 7),
-                "refusals": whole("refusals", 1, 0),
-            },
-            found,
-        )
-    )
-
-
-def _addressing(value: Any) -> Addressing:
-    found: list[check.Invalid] = []
-    raw = check.section("addressing", value, {"nick", "private"}, found)
-    return Addressing(
-        **check.collect(
-            {
-                "nick": lambda: check.flag("addressing.nick", raw.get("nick", True)),
-                "private": lambda: check.flag("addressing.private", raw.get("private", True)),
-            },
-            found,
-        )
-    )
-
-
-def _text(key: str, value: Any) -> str:
-    """Text that may be empty (one line, at most 300 characters: it is sent as is)."""
-    ok = isinstance(value, str) and len(value) <= 300 and "\n" not in value
-    check.expect(ok, key, "one line of text (at most 300 characters)", value)
-    return str(value)
-
-
-def _ctcp(value: Any) -> CtcpConfig:
-    found: list[check.Invalid] = []
-    raw = check.section("ctcp", value, {"enabled", "version", "source"}, found)
-    return CtcpConfig(
-        **check.collect(
-            {
-                "enabled": lambda: check.flag("ctcp.enabled", raw.get("enabled", True)),
-                "version": lambda: _text("ctcp.version", raw.get("version", "")),
-                "source": lambda: _text("ctcp.source", raw.get("source", "")),
-            },
-            found,
-        )
-    )
-
-
-def _rate_limit(value: Any) -> RateLimit:
-    found: list[check.Invalid] = []
-    known = {"burst", "per_second", "max_queued", "per_reply"}
-    raw = check.section("rate_limit", value, known, found)
-
-    def whole(key: str, default: int, hi: int) -> Callable[[], int]:
-        return lambda: check.whole(f"rate_limit.{key}", raw.get(key, default), 1, hi)
-
-    return RateLimit(
-        **check.collect(
-            {
-                "burst": whole("burst", 5, 10_000),
-                "per_second": lambda: check.number(
-                    "rate_limit.per_second", raw.get("per_second", 1.0), 0.1, 100_000
-                ),
-                "max_queued": whole("max_queued", 30, 1_000_000),
-                "per_reply": whole("per_reply", 10, 1_000_000),
-            },
-            found,
-        )
-    )
-
-
 def _prefix(key: str, value: Any) -> str:
     ok = isinstance(value, str) and 1 <= len(value) <= 5 and not any(c.isspace() for c in value)
     check.expect(ok, key, "1 to 5 characters without spaces, e.g. '!'", value)
@@ -462,139 +272,6 @@ def _log_level(key: str, value: Any) -> str:
     return str(value).upper()
 
 
-_DICTCONFIG_KEYS = {
-    "version",
-    "formatters",
-    "filters",
-    "handlers",
-    "loggers",
-    "root",
-    "incremental",
-    "disable_existing_loggers",
-}
-
-
-def _logging(value: Any) -> dict[str, Any] | None:
-    """``logging:``, kept as written for ``logging.config.dictConfig`` (the CLI applies it).
-
-    Only its shape is checked here; dictConfig itself says what is wrong inside a handler.
-    """
-    if value is None:
-        return None
-    raw = check.mapping("logging", value, _DICTCONFIG_KEYS)
-    if "version" not in raw:
-        raise check.Invalid("logging.version", "missing; dictConfig needs version: 1")
-    version = raw["version"]
-    ok = isinstance(version, int) and not isinstance(version, bool) and version == 1
-    check.expect(ok, "logging.version", "1 (the only dictConfig schema version)", version)
-    for key in ("formatters", "filters", "handlers", "loggers", "root"):
-        if raw.get(key) is not None:
-            check.expect(isinstance(raw[key], dict), f"logging.{key}", "a mapping", raw[key])
-    return raw
-
-
-_BACKUP_MAX = 366 * 86400
-
-
-def _backup(value: Any, base_dir: Path) -> BackupConfig:
-    found: list[check.Invalid] = []
-    raw = check.section(
-        "backup", {} if value is None else value, {"interval", "keep", "dir"}, found
-    )
-
-    def interval() -> float:
-        given = raw.get("interval", 0)
-        number = isinstance(given, int | float) and not isinstance(given, bool)
-        # Off, or at least a minute apart: more often would only churn the disk.
-        ok = number and (given == 0 or 60 <= given <= _BACKUP_MAX)
-        check.expect(ok, "backup.interval", f"0 (off) or seconds from 60 to {_BACKUP_MAX}", given)
-        return float(given)
-
-    return BackupConfig(
-        **check.collect(
-            {
-                "interval": interval,
-                "keep": lambda: check.whole("backup.keep", raw.get("keep", 7), 1, 1000),
-                "dir": lambda: base_dir / check.text("backup.dir", raw.get("dir", "data/backups")),
-            },
-            found,
-        )
-    )
-
-
-_HTTP_KEYS = {
-    "http": {"connect_timeout", "timeout", "max_bytes", "max_redirects", "per_host", "cache",
-             "user_agent", "allow_private"},
-    "http.per_host": {"concurrent", "per_minute"},
-    "http.cache": {"ttl", "entries"},
-}  # fmt: skip
-
-
-def _http(value: Any) -> HttpConfig:
-    """The ``http:`` section, with every wrong key and value in it reported at once."""
-    found: list[check.Invalid] = []
-
-    def section(key: str, value: Any) -> dict[str, Any]:
-        return check.section(key, value, _HTTP_KEYS[key], found)
-
-    raw = section("http", value)
-    per_host = section("http.per_host", raw.get("per_host", {}))
-    cache = section("http.cache", raw.get("cache", {}))
-    return HttpConfig(
-        **check.collect(
-            {
-                "connect_timeout": lambda: check.number(
-                    "http.connect_timeout", raw.get("connect_timeout", 5), 0.1, 300
-                ),
-                "timeout": lambda: check.number("http.timeout", raw.get("timeout", 10), 0.1, 600),
-                "max_bytes": lambda: check.whole(
-                    "http.max_bytes", raw.get("max_bytes", 1_000_000), 1024, 1 << 30
-                ),
-                "max_redirects": lambda: check.whole(
-                    "http.max_redirects", raw.get("max_redirects", 5), 0, 30
-                ),
-                "per_host_concurrent": lambda: check.whole(
-                    "http.per_host.concurrent", per_host.get("concurrent", 2), 1, 64
-                ),
-                "per_host_per_minute": lambda: check.whole(
-                    "http.per_host.per_minute", per_host.get("per_minute", 30), 1, 100_000
-                ),
-                "cache_ttl": lambda: check.number(
-                    "http.cache.ttl", cache.get("ttl", 300), 0, 86400
-                ),
-                "cache_entries": lambda: check.whole(
-                    "http.cache.entries", cache.get("entries", 256), 0, 100_000
-                ),
-                "user_agent": lambda: check.text(
-                    "http.user_agent", raw.get("user_agent", HttpConfig.user_agent)
-                ),
-                "allow_private": lambda: _networks(raw.get("allow_private", [])),
-            },
-            found,
-        )
-    )
-
-
-def _networks(value: Any) -> tuple[str, ...]:
-    networks, wrong = [], []
-    for i, entry in enumerate(check.listed("http.allow_private", value)):
-        try:
-            networks.append(_network(f"http.allow_private[{i}]", entry))
-        except check.Invalid as exc:
-            wrong.append(exc)
-    if wrong:
-        raise check.Invalids(wrong)
-    return tuple(networks)
-
-
-def http_config(section: Mapping[str, Any]) -> HttpConfig:
-    """An ``http:`` section as config.yaml takes it; ValueError naming the key if wrong."""
-    try:
-        return _http(dict(section))
-    except check.Invalid as exc:
-        raise ValueError(f"http: {exc.key}: {exc.message}") from None
-
-
 def channel_options(entries: list[Any]) -> dict[str, ChannelOptions]:
     """A ``channels:`` list as config.yaml takes it (names, or mappings with ``name``,
     ``key``, ``disable``, ``modules``); ValueError naming the entry if wrong."""
@@ -602,17 +279,6 @@ def channel_options(entries: list[Any]) -> dict[str, ChannelOptions]:
         return _channels(list(entries))
     except check.Invalid as exc:
         raise ValueError(f"channels: {exc.key}: {exc.message}") from None
-
-
-def _network(key: str, value: Any) -> str:
-    """An address or a network (CIDR) ``http.allow_private`` lets the bot fetch from."""
-    import ipaddress
-
-    try:
-        return str(ipaddress.ip_network(str(value), strict=False))
-    except ValueError:
-        expected = f"expected an IP address or network like 10.0.0.0/8, got {value!r}"
-        raise check.Invalid(key, expected) from None
 
 
 def _channels(value: Any) -> dict[str, ChannelOptions]:
@@ -650,7 +316,7 @@ def _parsers(raw: dict[str, Any], base_dir: Path) -> dict[str, Callable[[], Any]
         )
 
     return {
-        "server": lambda: _server(raw["server"], base_dir),
+        "server": lambda: sections.server(raw["server"], base_dir),
         "nick": lambda: _nick("nick", raw["nick"]),
         "channels": lambda: _channels(raw["channels"]),  # split into two fields by _build
         "permissions": lambda: _permissions(raw.get("permissions", {})),
@@ -662,7 +328,7 @@ def _parsers(raw: dict[str, Any], base_dir: Path) -> dict[str, Callable[[], Any]
         "username": lambda: _nick("username", raw.get("username", "reloadbot")),
         "realname": lambda: check.text("realname", raw.get("realname", "reloadbot")),
         "notify": lambda: each("notify", _target),
-        "rate_limit": lambda: _rate_limit(raw.get("rate_limit", {})),
+        "rate_limit": lambda: sections.rate_limit(raw.get("rate_limit", {})),
         "command_timeout": lambda: check.number(
             "command_timeout", raw.get("command_timeout", 10), 0.1, 3600
         ),
@@ -675,8 +341,8 @@ def _parsers(raw: dict[str, Any], base_dir: Path) -> dict[str, Callable[[], Any]
             "isolate_memory_mb", raw.get("isolate_memory_mb", 512), 32, 65536
         ),
         "workers": lambda: check.whole("workers", raw.get("workers", 8), 1, 256),
-        "sasl": lambda: _sasl(raw.get("sasl")),
-        "command_rate": lambda: _command_rate(raw.get("command_rate", {})),
+        "sasl": lambda: sections.sasl(raw.get("sasl")),
+        "command_rate": lambda: sections.command_rate(raw.get("command_rate", {})),
         "rejoin_delay": lambda: check.number("rejoin_delay", raw.get("rejoin_delay", 5), 0, 3600),
         "join_on_invite": lambda: check.flag("join_on_invite", raw.get("join_on_invite", False)),
         "state_db": lambda: _state_db(raw.get("state_db", "data/state.sqlite3"), base_dir),
@@ -686,11 +352,11 @@ def _parsers(raw: dict[str, Any], base_dir: Path) -> dict[str, Callable[[], Any]
             "ping_interval", raw.get("ping_interval", 60), 1, 3600
         ),
         "ping_timeout": lambda: check.number("ping_timeout", raw.get("ping_timeout", 30), 1, 3600),
-        "addressing": lambda: _addressing(raw.get("addressing", {})),
-        "ctcp": lambda: _ctcp(raw.get("ctcp", {})),
-        "logging": lambda: _logging(raw.get("logging")),
-        "backup": lambda: _backup(raw.get("backup"), base_dir),
-        "http": lambda: _http(raw.get("http", {})),
+        "addressing": lambda: sections.addressing(raw.get("addressing", {})),
+        "ctcp": lambda: sections.ctcp(raw.get("ctcp", {})),
+        "logging": lambda: sections.logging_schema(raw.get("logging")),
+        "backup": lambda: sections.backup(raw.get("backup"), base_dir),
+        "http": lambda: sections.http(raw.get("http", {})),
     }
 
 

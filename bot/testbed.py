@@ -110,14 +110,8 @@ def make_config(
 ) -> Config:
     from bot.auth import parse_admin_rule
     from bot.casemap import irc_lower
-    from bot.config import (
-        CommandRate,
-        Config,
-        RateLimit,
-        ServerConfig,
-        channel_options,
-        http_config,
-    )
+    from bot.config import CommandRate, Config, RateLimit, ServerConfig, channel_options
+    from bot.config_sections import http_config
 
     def name(entry: str | Mapping[str, Any]) -> str:
         return irc_lower(entry if isinstance(entry, str) else str(entry.get("name", "")))

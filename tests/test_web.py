@@ -29,7 +29,7 @@ from webserver import WebServer
 
 from bot.api import FetchError
 from bot.charsets import detect_encoding
-from bot.config import http_config
+from bot.config_sections import http_config
 from bot.testing import LoadCommand
 from bot.web import HttpConfig, Web, system_connect, system_resolve
 
