@@ -395,6 +395,9 @@ def run(config: Config, overlay: Callable[[Config], Config] | None = None) -> in
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        # The terminal was closed (tmux killed, ssh dropped): stop as cleanly, so the
+        # demo's ngircd stops too instead of holding port 6667 for the next try.
+        signal.signal(signal.SIGHUP, on_signal)
     app.run()
     return 0
 

@@ -227,7 +227,9 @@ def test_a_missing_dependency_is_one_line_that_says_how_to_install(tmp_path: Pat
     assert "pip install " in result.stderr
 
 
-def test_the_demo_says_a_busy_port_and_tells_its_channel_about_reloads(tmp_path: Path) -> None:
+def test_the_demo_says_a_busy_port_tells_its_channel_about_reloads_and_stops_on_hangup(
+    tmp_path: Path,
+) -> None:
     demo_config = CONFIG.replace('["#bot"]', '["#demo"]') + "watch: true\nstate_db: null\n"
     root = project(tmp_path, demo_config, hi=GOOD)
     holder = socket.socket()
@@ -272,8 +274,11 @@ def test_the_demo_says_a_busy_port_and_tells_its_channel_about_reloads(tmp_path:
             (root / "commands" / "added.py").write_text(GOOD.replace("hi", "added"))
             told = client.wait_for(r"PRIVMSG #demo :.*\badded\b", timeout=20, since=since)
             assert told.startswith(":bot!"), told  # the bot, not the server or a user
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(signal.SIGHUP)  # its terminal closed
         assert process.wait(timeout=30) == 0, "".join(lines)
+        assert any("received SIGHUP; quitting" in line for line in lines), "".join(lines)
+        with pytest.raises(OSError):  # and its ngircd went with it
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
     finally:
         holder.close()
         if process.poll() is None:  # SIGTERM first: the demo stops its ngircd on the way out
