@@ -30,8 +30,9 @@ from webserver import WebServer
 from bot.api import FetchError
 from bot.charsets import detect_encoding
 from bot.config_sections import http_config
+from bot.netguard import system_connect, system_resolve
 from bot.testing import LoadCommand
-from bot.web import HttpConfig, Web, system_connect, system_resolve
+from bot.web import HttpConfig, Web
 
 LOOPBACK = ("127.0.0.1",)
 
