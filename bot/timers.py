@@ -3,7 +3,7 @@
 The IRC connection, console mode and the test plugin's fake transport all keep
 their timers here, on their own clock (monotonic, or the test's fake one). It is
 plain data, not thread-safe: each owner uses it from one thread or under its own
-lock. (A worker process keeps module timers of its own: ``bot.worker``.)
+lock. (A worker process keeps module timers of its own: ``bot.remote``.)
 """
 
 from __future__ import annotations

@@ -5,8 +5,9 @@ process group, dying with its parent), loading one command module (and its
 helpers) from the exact bytes the bot sent, and running its commands,
 listeners, ``setup``/``teardown``/``migrate`` and timers on threads of its own.
 What the module reaches of the bot (``ctx.reply``, ``ctx.state``, ``bot.say``,
-logging) travels back over the one connection as plain tuples. The bot side of
-the connection is ``bot.isolated``; the message shapes are listed there.
+logging) travels back over the one connection as plain tuples (``bot.remote``).
+The bot side of the connection is ``bot.isolated``; the message shapes are listed
+there.
 
 A module cannot tell it runs here: it gets the same ``bot.api`` objects.
 """
@@ -19,270 +20,28 @@ import logging
 import os
 import re
 import signal
-import sys
-import threading
-import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from bot.api import CommandError, State
+from bot.api import CommandError
 from bot.loader import Loader, LoadFailed, in_import_order
+from bot.remote import Link, LogToBot, RemoteContext, RemoteHandle, RemoteState, Timers
 from bot.web import HttpConfig, Web
 
 WORKER_THREADS = 8
-
-
-class _Link:
-    """The worker's end of the connection: thread-safe sends, and requests that wait."""
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        self._send = threading.Lock()
-        self._waiting: dict[int, tuple[threading.Event, list[Any]]] = {}
-        self._ids = iter(range(1, sys.maxsize))
-        self._ids_lock = threading.Lock()
-
-    def send(self, message: tuple[Any, ...]) -> None:
-        with self._send:
-            self.conn.send(message)
-
-    def request(self, kind: str, *args: Any) -> Any:
-        """Send ``(kind, id, *args)`` and wait for the bot's ``("result", id, ok, value)``."""
-        with self._ids_lock:
-            rid = next(self._ids)
-        done: threading.Event = threading.Event()
-        box: list[Any] = []
-        self._waiting[rid] = (done, box)
-        self.send((kind, rid, *args))
-        done.wait()
-        ok, value = box
-        if not ok:
-            raise value
-        return value
-
-    def answer(self, rid: int, ok: bool, value: Any) -> None:
-        entry = self._waiting.pop(rid, None)
-        if entry is not None:
-            entry[1][:] = [ok, value]
-            entry[0].set()
-
-
-class RemoteState(State):
-    """``ctx.state`` in a worker: the bot's storage, one request per operation.
-
-    ``transaction()`` holds the bot's transaction for the module from begin to
-    commit; other threads of this worker wait for it, as they would in process.
-    """
-
-    def __init__(self, link: _Link, module: str) -> None:
-        self._link = link
-        self.module = module
-        self._lock = threading.RLock()
-        self._depth = 0
-
-    def _op(self, op: str, *args: Any) -> Any:
-        with self._lock:
-            return self._link.request("state", self.module, op, args)
-
-    def __getitem__(self, key: str) -> Any:
-        return self._op("get", key)
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self._op("set", key, value)
-
-    def __delitem__(self, key: str) -> None:
-        self._op("del", key)
-
-    def __contains__(self, key: object) -> bool:
-        return bool(self._op("contains", key))
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._op("keys"))
-
-    def __len__(self) -> int:
-        return int(self._op("len"))
-
-    def copy(self) -> dict[str, Any]:
-        return dict(self._op("copy"))
-
-    def clear(self) -> None:
-        self._op("clear")
-
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[RemoteState]:
-        with self._lock:
-            self._op("begin")
-            try:
-                yield self
-            except BaseException:
-                self._op("rollback")
-                raise
-            self._op("commit")
-
-
-class _Context:
-    """The ``Context`` a call receives in a worker (see ``bot.api.Context``)."""
-
-    def __init__(
-        self,
-        link: _Link,
-        rid: int,
-        info: dict[str, Any],
-        state: RemoteState,
-        settings: Any,
-        web: Web,
-    ) -> None:
-        self._link = link
-        self._rid = rid
-        self.settings = settings
-        self.fetch = web.fetch
-        self.nick: str = info["nick"]
-        self.channel: str | None = info["channel"]
-        self.bot_nick: str = info["bot_nick"]
-        self.is_admin: bool = info["is_admin"]
-        self.user_modes: frozenset[str] = info.get("user_modes", frozenset())
-        self.max_lines: int = info.get("max_lines", 10)
-        self.user_id: str = info.get("user_id", "")
-        self.time: datetime = info.get("time") or datetime.now(UTC)
-        self.msgid: str | None = info.get("msgid")
-        self.is_op = bool(self.user_modes & {"q", "a", "o"})
-        self.state = state
-        self.log = logging.getLogger(f"commands.{state.module}")
-
-    def reply(self, text: str, *, private: bool = False) -> None:
-        self._link.send(("reply", self._rid, str(text), "private" if private else "message"))
-
-    def action(self, text: str) -> None:
-        self._link.send(("reply", self._rid, str(text), "action"))
-
-    def notice(self, text: str) -> None:
-        self._link.send(("reply", self._rid, str(text), "notice"))
-
-
-class _Handle:
-    """What ``setup(bot)``/``teardown(bot)`` receive in a worker (see ``bot.api.Bot``)."""
-
-    def __init__(
-        self, link: _Link, module: str, state: RemoteState, timers: _Timers, web: Web
-    ) -> None:
-        self._link = link
-        self.fetch = web.fetch
-        self.module = module
-        self.state = state
-        self.log = logging.getLogger(f"commands.{module}")
-        self._timers = timers
-        self.settings: Any = None
-
-    def say(self, target: str, text: str) -> None:
-        self._link.send(("say", str(target), str(text)))
-
-    def after(self, seconds: float, func: Callable[[], object]) -> _Timer:
-        return self._timers.add(seconds, None, func)
-
-    def every(self, seconds: float, func: Callable[[], object]) -> _Timer:
-        if seconds <= 0:
-            raise ValueError("every() needs a positive interval")
-        return self._timers.add(seconds, seconds, func)
-
-
-class _Timer:
-    def __init__(self, func: Callable[[], object], interval: float | None) -> None:
-        self.func: Callable[[], object] | None = func
-        self.interval = interval
-
-    def cancel(self) -> None:
-        self.func = None
-
-
-class _Timers:
-    """``bot.after``/``bot.every`` in a worker: one thread, calls run on the pool."""
-
-    def __init__(self, pool: ThreadPoolExecutor, on_error: Callable[[str], None]) -> None:
-        self._pool = pool
-        self._on_error = on_error
-        self._due: list[tuple[float, int, _Timer]] = []
-        self._cond = threading.Condition()
-        self._seq = 0
-        self.stopped = False
-        threading.Thread(target=self._run, name="timers", daemon=True).start()
-
-    def add(self, delay: float, interval: float | None, func: Callable[[], object]) -> _Timer:
-        timer = _Timer(func, interval)
-        self._push(time.monotonic() + max(0.0, delay), timer)
-        return timer
-
-    def stop(self) -> None:
-        with self._cond:
-            self.stopped = True
-            for _, _, timer in self._due:
-                timer.cancel()
-            self._due.clear()
-            self._cond.notify_all()
-
-    def _push(self, at: float, timer: _Timer) -> None:
-        import heapq
-
-        with self._cond:
-            self._seq += 1
-            heapq.heappush(self._due, (at, self._seq, timer))
-            self._cond.notify_all()
-
-    def _run(self) -> None:
-        import heapq
-
-        while True:
-            with self._cond:
-                while not self._due or self._due[0][0] > time.monotonic():
-                    if self.stopped:
-                        return
-                    wait = self._due[0][0] - time.monotonic() if self._due else None
-                    self._cond.wait(wait)
-                _, _, timer = heapq.heappop(self._due)
-            func = timer.func
-            if func is None:
-                continue
-            if timer.interval is None:
-                timer.cancel()
-            else:
-                self._push(time.monotonic() + timer.interval, timer)
-            self._pool.submit(self._fire, func)
-
-    def _fire(self, func: Callable[[], object]) -> None:
-        try:
-            func()
-        except BaseException as exc:  # module code may raise anything, even SystemExit
-            self._on_error("".join(traceback.format_exception(exc)))
-
-
-class _LogToBot(logging.Handler):
-    """Log records of the worker go to the bot's log, where an operator looks."""
-
-    def __init__(self, link: _Link) -> None:
-        super().__init__()
-        self._link = link
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            text = record.getMessage()
-            if record.exc_info and record.exc_info[1] is not None:
-                text += "\n" + "".join(traceback.format_exception(record.exc_info[1]))
-            self._link.send(("log", record.name, record.levelno, text))
-        except Exception:
-            self.handleError(record)
 
 
 class Worker:
     """One loaded module version, serving the bot's requests until told to stop."""
 
     def __init__(self, conn: Connection) -> None:
-        self.link = _Link(conn)
+        self.link = Link(conn)
         self.pool = ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix="call")
-        self.timers = _Timers(self.pool, lambda text: self._log(logging.ERROR, text))
+        self.timers = Timers(self.pool, lambda text: self._log(logging.ERROR, text))
         self.module: Any = None
         self.name = ""
         self.folder: Path | None = None
@@ -405,7 +164,7 @@ class Worker:
         func = self.calls.get(key)
         assert self.state is not None
         settings = self.settings.get(info["channel"]) if self.settings is not None else None
-        ctx = _Context(self.link, rid, info, self.state, settings, self.web)
+        ctx = RemoteContext(self.link, rid, info, self.state, settings, self.web)
         if key in self.patterns:
             arg = self.patterns[key].search(arg)  # the Match itself does not travel
         self.pool.submit(self._run_call, rid, func, ctx, arg)
@@ -448,7 +207,7 @@ class Worker:
             else:
                 if hook == "teardown":
                     self.timers.stop()
-                handle = _Handle(self.link, self.name, self.state, self.timers, self.web)
+                handle = RemoteHandle(self.link, self.name, self.state, self.timers, self.web)
                 handle.settings = self.settings.default if self.settings is not None else None
                 fn(handle)  # type: ignore[misc]
             self.link.send(("done", rid, [], None))
@@ -515,7 +274,7 @@ def main(conn: Connection, memory_mb: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the bot, which stops us
     worker = Worker(conn)
     root = logging.getLogger()
-    root.handlers[:] = [_LogToBot(worker.link)]
+    root.handlers[:] = [LogToBot(worker.link)]
     root.setLevel(logging.INFO)
     worker.serve()
     os._exit(0)  # threads the module started do not keep the process alive
