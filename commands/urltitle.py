@@ -2,17 +2,17 @@
 
 On in every channel unless ``enabled: false`` (``modules: {urltitle: {enabled:
 false}}``, or in one channel's ``modules:``; ``disable: [urltitle]`` works too).
-Links in private messages are never fetched. At most ``max_links`` links of a
-line are looked at, and a link's title is said at most once per channel every
-``repeat_window`` seconds (a repeat does not count towards ``max_links``; a
-link that got no title is tried again when it is said again). Links to
-``ignore_domains`` (and their subdomains) are never fetched, and at most two
-pages are fetched at once (more links meanwhile are skipped, so slow sites
-cannot hold the workers that answer commands). Only ``text/html`` and XHTML
-answers have a title: the page's ``<title>``, else its ``og:title``. Anything
-that goes wrong (no answer, an error status, no title) is silent, logged at
-debug. A command line with a link (``!wiki https://...``) is a line like any
-other: its link gets a title too.
+Links in actions (``/me``) count too; links in private messages are never
+fetched. At most ``max_links`` links of a line are looked at, and a link's
+title is said at most once per channel every ``repeat_window`` seconds (a
+repeat does not count towards ``max_links``; a link that got no title is tried
+again when it is said again). Links to ``ignore_domains`` (and their
+subdomains) are never fetched, and at most two pages are fetched at once (more
+links meanwhile are skipped, so slow sites cannot hold the workers that answer
+commands). Only ``text/html`` and XHTML answers have a title: the page's
+``<title>``, else its ``og:title``. Anything that goes wrong (no answer, an
+error status, no title) is silent, logged at debug. A command line with a link
+(``!wiki https://...``) is a line like any other: its link gets a title too.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from urllib.parse import urldefrag, urlsplit
 
-from bot.api import Context, FetchError, on_message
+from bot.api import Context, Event, FetchError, on_event, on_message
 
 from ._common import clip, irc_lower, one_line
 
@@ -98,13 +98,24 @@ _fetching = threading.BoundedSemaphore(AT_ONCE)
 
 @on_message(r"(?i)https?://")
 def titles(ctx: Context, match: re.Match[str]) -> list[str] | None:
+    return titles_in(ctx, match.string)
+
+
+@on_event("action")
+def titles_in_action(ctx: Context, event: Event) -> list[str] | None:
+    """``/me recommends https://...`` gets its title too."""
+    return titles_in(ctx, event.text) if "://" in event.text else None
+
+
+def titles_in(ctx: Context, text: str) -> list[str] | None:
+    """The titles to say for the links in ``text``, said in ``ctx.channel``."""
     if ctx.channel is None:
         return None  # private stays private
     settings: Settings = ctx.settings
     if not settings.enabled:
         return None
     lines, looked = [], 0
-    for link in links(match.string):
+    for link in links(text):
         if looked == settings.max_links:
             break
         if ignored(host_of(link), settings.ignore_domains):

@@ -215,6 +215,17 @@ def test_off_everywhere_and_in_one_channel(
     assert bot.say(url) == ["[ hi ] - 127.0.0.1"]
 
 
+def test_a_link_in_an_action_gets_its_title(
+    load_command: LoadCommand, web_server: WebServer
+) -> None:
+    url = web_server.route("/a", page("<title>acted</title>"))
+    bot = load(load_command)
+    assert bot.event("action", text=f"recommends {url}") == ["[ acted ] - 127.0.0.1"]
+    assert bot.event("action", text=f"whispers {url}x", channel=None) == []  # in private
+    assert bot.event("action", text="waves") == []
+    assert web_server.paths == ["/a"]
+
+
 def test_private_messages_are_ignored(load_command: LoadCommand, web_server: WebServer) -> None:
     url = web_server.route("/a", page("<title>hi</title>"))
     assert load(load_command).say(url, channel=None) == []
