@@ -253,17 +253,15 @@ def _prefix(key: str, value: Any) -> str:
 
 
 def _admins(value: Any) -> tuple[AdminRule, ...]:
-    rules = []
-    for i, entry in enumerate(check.listed("admins", value)):
-        key = f"admins[{i}]"
-        check.expect(
-            isinstance(entry, str), key, "a hostmask 'nick!user@host' or 'account:NAME'", entry
-        )
+    def rule(key: str, entry: Any) -> AdminRule:
+        expected = "a hostmask 'nick!user@host' or 'account:NAME'"
+        check.expect(isinstance(entry, str), key, expected, entry)
         try:
-            rules.append(parse_admin_rule(entry))
+            return parse_admin_rule(entry)
         except AdminRuleError as exc:
             raise check.Invalid(key, str(exc)) from None
-    return tuple(rules)
+
+    return tuple(check.items("admins", value, rule))
 
 
 def _log_level(key: str, value: Any) -> str:
@@ -287,9 +285,7 @@ def _channels(value: Any) -> dict[str, ChannelOptions]:
 
     if value is None:  # "channels: #bot" reads as "channels:" and a comment
         raise check.Invalid("channels", HASH_HINT)
-    entries = [
-        _channel_entry(f"channels[{i}]", v) for i, v in enumerate(check.listed("channels", value))
-    ]
+    entries = check.items("channels", value, _channel_entry)
     options: dict[str, ChannelOptions] = {}
     for i, entry in enumerate(entries):
         first = options.setdefault(lower(entry.name), entry)
@@ -311,9 +307,7 @@ def _parsers(raw: dict[str, Any], base_dir: Path) -> dict[str, Callable[[], Any]
     """Each top-level key: how to parse it (with its default when it is not given)."""
 
     def each(key: str, parse: Callable[[str, Any], Any]) -> tuple[Any, ...]:
-        return tuple(
-            parse(f"{key}[{i}]", v) for i, v in enumerate(check.listed(key, raw.get(key, [])))
-        )
+        return tuple(check.items(key, raw.get(key, []), parse))
 
     return {
         "server": lambda: sections.server(raw["server"], base_dir),

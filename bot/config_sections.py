@@ -339,15 +339,7 @@ def http(value: Any) -> HttpConfig:
 
 
 def _networks(value: Any) -> tuple[str, ...]:
-    networks, wrong = [], []
-    for i, entry in enumerate(check.listed("http.allow_private", value)):
-        try:
-            networks.append(_network(f"http.allow_private[{i}]", entry))
-        except check.Invalid as exc:
-            wrong.append(exc)
-    if wrong:
-        raise check.Invalids(wrong)
-    return tuple(networks)
+    return tuple(check.items("http.allow_private", value, _network))
 
 
 def http_config(section: Mapping[str, Any]) -> HttpConfig:

@@ -8,7 +8,9 @@ problems of one section, so a run reports them all.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class Invalid(Exception):
@@ -40,6 +42,22 @@ def collect(parsers: Mapping[str, Callable[[], Any]], found: list[Invalid]) -> d
     if wrong:
         raise Invalids(wrong)
     return values
+
+
+def items(key: str, value: Any, parse: Callable[[str, Any], T]) -> list[T]:
+    """Each item of the list at ``key`` parsed (as ``key[i]``); every wrong one reported."""
+    parsed: list[T] = []
+    wrong: list[Invalid] = []
+    for i, item in enumerate(listed(key, value)):
+        try:
+            parsed.append(parse(f"{key}[{i}]", item))
+        except Invalids as exc:
+            wrong += exc.problems
+        except Invalid as exc:
+            wrong.append(exc)
+    if wrong:
+        raise Invalids(wrong)
+    return parsed
 
 
 def section(key: str, value: Any, known: set[str], found: list[Invalid]) -> dict[str, Any]:

@@ -69,7 +69,10 @@ def test_an_unquoted_channel_in_a_flow_list_is_explained_at_its_line(text: str, 
 
 def test_an_unquoted_channel_in_a_block_list_is_explained_at_its_line() -> None:
     text = GOOD.replace('channels: ["#bot"]', "channels:\n  - #bot\n  - #two")
-    assert problems(text) == [f"config.yaml:4: channels[0]: {HASH_HINT}"]  # "- #bot": None
+    assert problems(text) == [  # "- #bot": None, and so is "- #two"
+        f"config.yaml:4: channels[0]: {HASH_HINT}",
+        f"config.yaml:5: channels[1]: {HASH_HINT}",
+    ]
     text = GOOD.replace('channels: ["#bot"]', "channels: #bot")
     assert problems(text) == [f"config.yaml:3: channels: {HASH_HINT}"]
 
@@ -213,3 +216,15 @@ def test_every_mistake_within_a_section_is_reported() -> None:
         "backup.keep",
     ], found
     assert all(p.startswith(("config.yaml:1:", "config.yaml:8:", "config.yaml:9:")) for p in found)
+
+
+def test_every_wrong_item_of_a_list_is_reported() -> None:
+    text = (
+        GOOD.replace(
+            'admins: ["boss!*@trusted.example", "account:boss"]',
+            'admins: ["boss", "account:boss", 7]',
+        )
+        + 'notify: ["#ok", "no spaces", ""]\n'
+    )
+    keys = [p.split(": ")[1] for p in problems(text)]
+    assert keys == ["admins[0]", "admins[2]", "notify[1]", "notify[2]"]
