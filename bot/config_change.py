@@ -73,7 +73,7 @@ def diff(old: Config, new: Config) -> ConfigChange:
         changed=changed,
         needs_reconnect=tuple(k for k in changed if k in _RECONNECT_KEYS),
         needs_restart=tuple(k for k in changed if k in _RESTART_KEYS),
-        values={k: _shown(getattr(new, k)) for k in changed if k in _SHOWN},
+        values={k: _shown(getattr(new, k), getattr(old, k)) for k in changed if k in _SHOWN},
     )
 
 
@@ -88,16 +88,24 @@ _SHOWN = frozenset(
 )  # fmt: skip
 
 
-def _shown(value: Any) -> str:
-    """A config value as a notice says it: ``{burst: 5, per_second: 1.0}``, ``"!"``."""
+def _shown(value: Any, old: Any) -> str:
+    """A config value as a notice says it: ``"!"``, ``[#a, #b]``, and of a section only
+    what changed: ``{burst: 3}``."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        inner = ", ".join(f"{f.name}: {getattr(value, f.name)!r}" for f in fields(value))
+        changed = [f.name for f in fields(value) if getattr(value, f.name) != getattr(old, f.name)]
+        inner = ", ".join(f"{name}: {_plain(getattr(value, name))}" for name in changed)
         text = "{" + inner + "}"
     elif isinstance(value, tuple):
         text = "[" + ", ".join(str(getattr(v, "text", v)) for v in value) + "]"
     else:
         text = repr(value)
     return text if len(text) <= 120 else text[:119] + "…"
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, tuple):
+        return "[" + ", ".join(map(str, value)) + "]"
+    return repr(value)
 
 
 # Keys a running bot cannot apply in place; everything else is applied at once.

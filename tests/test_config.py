@@ -153,7 +153,9 @@ def test_a_change_notice_says_new_values_but_never_secrets() -> None:
         + "modules: {weather: {api_key: k3y}}\n"
     )
     text = diff(old, new).describe()
-    assert text.startswith("nick -> bot2; applied rate_limit = {burst: 3, per_second: 1.0")
+    assert text.startswith("nick -> bot2; applied rate_limit = {burst: 3}, modules; ")
+    http = diff(old, parse(GOOD + 'http: {allow_private: ["127.0.0.1"], timeout: 5}\n'))
+    assert http.describe() == "applied http = {timeout: 5.0, allow_private: [127.0.0.1/32]}"
     assert "alt_nicks" not in text  # the default alternatives follow the nick
     assert "sasl: takes effect on the next reconnect" in text and "modules" in text
     assert "hunter2" not in text and "k3y" not in text
