@@ -65,6 +65,7 @@ __all__ = ["HttpConfig", "Web"]
 USER_AGENT = f"reloadbot/{__version__} (IRC bot)"
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MAX_HOSTS = 1024  # hosts whose limits are remembered; idle ones go first
+_CREDENTIALS = frozenset({"authorization", "cookie", "proxy-authorization"})
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,10 @@ class Web:
                 if response.status < 500:
                     self._store(key, response)
                 return response
-            url = urljoin(url, location.strip())
+            target = urljoin(url, location.strip())
+            if _host(target) != _host(url):  # credentials are for the host they were given to
+                sent = {k: v for k, v in sent.items() if k.lower() not in _CREDENTIALS}
+            url = target
         raise FetchError(f"{_host(url)}: more than {config.max_redirects} redirects", "redirects")
 
     def _once(self, url: str, headers: dict[str, str], limit: int, deadline: float) -> Response:

@@ -425,6 +425,20 @@ def test_a_redirect_out_of_the_web_is_refused(web_server: WebServer) -> None:
         assert caught.value.reason == "invalid"
 
 
+def test_credentials_do_not_follow_a_redirect_to_another_host(web_server: WebServer) -> None:
+    web_server.redirect("/here", "/there")
+    web_server.route("/there", "ok")
+    web_server.redirect("/away", f"http://localhost:{web_server.port}/there")
+    client = web()
+    secret = {"Authorization": "Bearer s3cret", "Cookie": "session=1", "X-Api": "k"}
+    assert client.fetch(web_server.url + "/here", headers=secret).ok
+    assert client.fetch(web_server.url + "/away", headers=secret).ok
+    same, other = web_server.requests[1].headers, web_server.requests[3].headers
+    assert same["authorization"] == "Bearer s3cret" and same["cookie"] == "session=1"
+    assert "authorization" not in other and "cookie" not in other
+    assert other["x-api"] == "k"  # not a credential header: the module chose to send it
+
+
 def test_per_host_limits_say_busy(web_server: WebServer) -> None:
     web_server.route("/a", "ok")
     client = web(per_host_per_minute=3, cache_ttl=0)
