@@ -113,7 +113,11 @@ def server(value: Any, base_dir: Path) -> ServerConfig:
                 "port": lambda: check.whole("server.port", raw.get("port", 6667), 1, 65535),
                 "tls": lambda: check.flag("server.tls", raw.get("tls", False)),
                 "tls_verify": lambda: check.flag("server.tls_verify", raw.get("tls_verify", True)),
-                "password": lambda: optional("password"),
+                "password": lambda: (
+                    None
+                    if raw.get("password") is None
+                    else check.secret("server.password", raw["password"])
+                ),
                 "tls_cert": cert,
             },
             found,
@@ -124,20 +128,36 @@ def server(value: Any, base_dir: Path) -> ServerConfig:
 def sasl(value: Any) -> SaslConfig | None:
     if value is None:
         return None
-    raw = check.mapping("sasl", value, {f.name for f in fields(SaslConfig)})
-    mechanism = str(raw.get("mechanism", "PLAIN")).upper()
-    known = mechanism in ("PLAIN", "EXTERNAL", "SCRAM-SHA-256")
-    check.expect(known, "sasl.mechanism", "PLAIN, EXTERNAL or SCRAM-SHA-256", mechanism)
-    if mechanism != "EXTERNAL":
-        for key in ("account", "password"):
-            if key not in raw:
-                why = f"missing; SASL {mechanism} needs account and password"
-                raise check.Invalid(f"sasl.{key}", why)
+    found: list[check.Invalid] = []
+    raw = check.section("sasl", value, {f.name for f in fields(SaslConfig)}, found)
+    chosen = str(raw.get("mechanism", "PLAIN")).upper()
+
+    def mechanism() -> str:
+        known = chosen in ("PLAIN", "EXTERNAL", "SCRAM-SHA-256")
+        check.expect(known, "sasl.mechanism", "PLAIN, EXTERNAL or SCRAM-SHA-256", chosen)
+        return chosen
+
+    def credential(key: str) -> Callable[[], str]:
+        def parse() -> str:
+            if key in raw:
+                read = check.secret if key == "password" else check.text
+                return read(f"sasl.{key}", raw[key])
+            if chosen == "EXTERNAL":
+                return ""
+            raise check.Invalid(f"sasl.{key}", f"missing; SASL {chosen} needs account and password")
+
+        return parse
+
     return SaslConfig(
-        account=check.text("sasl.account", raw["account"]) if "account" in raw else "",
-        password=check.text("sasl.password", raw["password"]) if "password" in raw else "",
-        mechanism=mechanism,
-        required=check.flag("sasl.required", raw.get("required", True)),
+        **check.collect(
+            {
+                "account": credential("account"),
+                "password": credential("password"),
+                "mechanism": mechanism,
+                "required": lambda: check.flag("sasl.required", raw.get("required", True)),
+            },
+            found,
+        )
     )
 
 

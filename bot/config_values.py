@@ -78,6 +78,14 @@ def text(key: str, value: Any) -> str:
     return str(value)
 
 
+def secret(key: str, value: Any) -> str:
+    """A password: like ``text``, but a wrong one is described, never shown."""
+    if not (isinstance(value, str) and value.strip()):
+        shown = "an empty string" if isinstance(value, str) else type(value).__name__
+        raise Invalid(key, f"expected a non-empty string, got {shown} (the value is not shown)")
+    return value
+
+
 def flag(key: str, value: Any) -> bool:
     expect(isinstance(value, bool), key, "true or false", value)
     return bool(value)

@@ -228,3 +228,13 @@ def test_every_wrong_item_of_a_list_is_reported() -> None:
     )
     keys = [p.split(": ")[1] for p in problems(text)]
     assert keys == ["admins[0]", "admins[2]", "notify[1]", "notify[2]"]
+
+
+def test_a_wrong_password_is_described_never_shown() -> None:
+    text = GOOD.replace("port: 6667", "port: 6667, password: 4711") + (
+        "sasl: {account: bot, password: 98765, mechanism: plain, requird: true}\n"
+    )
+    found = problems(text)
+    assert [p.split(": ")[1] for p in found] == ["server.password", "sasl.requird", "sasl.password"]
+    assert "got int (the value is not shown)" in found[0]
+    assert not any("4711" in p or "98765" in p for p in found)
