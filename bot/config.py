@@ -152,25 +152,41 @@ def _channel_entry(key: str, value: Any) -> ChannelOptions:
     """``"#bot"``, or ``{name: "#b", key: K, disable: [karma], modules: {weather: {...}}}``."""
     if not isinstance(value, dict):
         return ChannelOptions(_channel(key, value))
-    raw = check.mapping(key, value, _CHANNEL_KEYS)
-    if "name" not in raw:
-        raise check.Invalid(f"{key}.name", "missing; expected the channel's name, e.g. '#bot'")
-    name = _channel(f"{key}.name", raw["name"])
-    secret = None
-    if raw.get("key") is not None:
-        secret = _reference(f"{key}.key", check.text(f"{key}.key", str(raw["key"])))
-        if any(c in secret for c in " ,\r\n\x00"):
+    found: list[check.Invalid] = []
+    raw = check.section(key, value, _CHANNEL_KEYS, found)
+
+    def name() -> str:
+        if "name" not in raw:
+            raise check.Invalid(f"{key}.name", "missing; expected the channel's name, e.g. '#bot'")
+        return _channel(f"{key}.name", raw["name"])
+
+    def secret() -> str | None:
+        if raw.get("key") is None:
+            return None
+        given = _reference(f"{key}.key", check.text(f"{key}.key", str(raw["key"])))
+        if any(c in given for c in " ,\r\n\x00"):
             raise check.Invalid(f"{key}.key", "expected a key without spaces or commas")
-    disabled = []
-    for i, item in enumerate(check.listed(f"{key}.disable", raw.get("disable", []))):
-        where = f"{key}.disable[{i}]"
+        return given
+
+    def switch(where: str, item: Any) -> str:
         ok = isinstance(item, str) and re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", item) is not None
         check.expect(ok, where, "a module or command name, as !help names it", item)
         if item.lower() in _ALWAYS_ON:
             raise check.Invalid(where, f"{item!r} is an admin command; it cannot be turned off")
-        disabled.append(item.lower())
-    modules = _module_sections(raw.get("modules", {}), f"{key}.modules")
-    return ChannelOptions(name, secret, frozenset(disabled), modules)
+        return str(item).lower()
+
+    parts = check.collect(
+        {
+            "name": name,
+            "key": secret,
+            "disable": lambda: frozenset(
+                check.items(f"{key}.disable", raw.get("disable", []), switch)
+            ),
+            "modules": lambda: _module_sections(raw.get("modules", {}), f"{key}.modules"),
+        },
+        found,
+    )
+    return ChannelOptions(**parts)
 
 
 def _reference(key: str, value: str) -> str:
@@ -189,20 +205,25 @@ def _permissions(value: Any) -> dict[str, tuple[Grant, ...]]:
     """``permissions: {COMMAND: [op, voice, MASK, "account:NAME"]}``."""
     raw = value if value is not None else {}
     check.expect(isinstance(raw, dict), "permissions", "a mapping of command names to lists", value)
-    checked: dict[str, tuple[Grant, ...]] = {}
-    for name, who in raw.items():
-        key = f"permissions.{name}"
-        ok = isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name) is not None
-        check.expect(ok, key, "a command name, as !help names it", name)
-        grants = []
-        for i, entry in enumerate(check.listed(key, who)):
-            check.expect(isinstance(entry, str), f"{key}[{i}]", "op, halfop, voice, a mask", entry)
-            try:
-                grants.append(parse_grant(entry))
-            except GrantError as exc:
-                raise check.Invalid(f"{key}[{i}]", str(exc)) from None
-        checked[name.lower()] = tuple(grants)
-    return checked
+
+    def grant(key: str, entry: Any) -> Grant:
+        check.expect(isinstance(entry, str), key, "op, halfop, voice, a mask", entry)
+        try:
+            return parse_grant(entry)
+        except GrantError as exc:
+            raise check.Invalid(key, str(exc)) from None
+
+    def grants(name: Any, who: Any) -> Callable[[], tuple[Grant, ...]]:
+        def parse() -> tuple[Grant, ...]:
+            key = f"permissions.{name}"
+            ok = isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name) is not None
+            check.expect(ok, key, "a command name, as !help names it", name)
+            return tuple(check.items(key, who, grant))
+
+        return parse
+
+    checked = check.collect({str(name): grants(name, who) for name, who in raw.items()}, [])
+    return {name.lower(): given for name, given in checked.items()}
 
 
 def _ignore_mask(key: str, value: Any) -> str:

@@ -238,3 +238,22 @@ def test_a_wrong_password_is_described_never_shown() -> None:
     assert [p.split(": ")[1] for p in found] == ["server.password", "sasl.requird", "sasl.password"]
     assert "got int (the value is not shown)" in found[0]
     assert not any("4711" in p or "98765" in p for p in found)
+
+
+def test_every_mistake_in_channel_entries_and_permissions_is_reported() -> None:
+    text = (
+        GOOD.replace(
+            'channels: ["#bot"]',
+            'channels: ["#bot", {name: nohash, disable: [reload, "bad name"], kye: x}]',
+        )
+        + "permissions: {quote: [op, 7], kick: [bob]}\n"
+    )
+    keys = [p.split(": ")[1] for p in problems(text)]
+    assert keys == [
+        "channels[1].kye",
+        "channels[1].name",
+        "channels[1].disable[0]",
+        "channels[1].disable[1]",
+        "permissions.quote[1]",
+        "permissions.kick[0]",
+    ]
