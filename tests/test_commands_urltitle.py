@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -264,19 +262,7 @@ def test_settings_are_checked(load_command: LoadCommand, wrong: dict[str, Any]) 
 def test_at_most_two_pages_are_fetched_at_once(
     load_command: LoadCommand, web_server: WebServer
 ) -> None:
-    release = threading.Event()
-
-    def slow(handler: BaseHTTPRequestHandler) -> None:
-        release.wait(10)
-        body = page("<title>slow</title>").encode()
-        handler.send_response(200)
-        handler.send_header("Content-Type", "text/html")
-        handler.send_header("Content-Length", str(len(body)))
-        handler.end_headers()
-        handler.wfile.write(body)
-
-    for name in ("a", "b", "c"):
-        web_server.route(f"/{name}", slow)
+    holds = [web_server.hold(f"/{name}", page("<title>slow</title>")) for name in "abc"]
     bot = load(load_command)
     bot.say(f"{web_server.url}/a", wait=False)
     bot.say(f"{web_server.url}/b", nick="bob", wait=False)
@@ -286,6 +272,7 @@ def test_at_most_two_pages_are_fetched_at_once(
     assert sorted(web_server.paths) == ["/a", "/b"]
     # A third link while both are held: skipped, not queued behind them.
     assert bot.say(f"{web_server.url}/c", nick="carol") == []
-    release.set()
+    for release in holds:
+        release.set()
     assert sorted(bot.wait()) == ["[ slow ] - 127.0.0.1", "[ slow ] - 127.0.0.1"]
     assert sorted(web_server.paths) == ["/a", "/b"]

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import threading
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
@@ -180,32 +176,9 @@ def test_an_unexpected_answer(load_command: LoadCommand, web_server: WebServer) 
     ]
 
 
-@pytest.fixture
-def stalled() -> Iterator[threading.Event]:
-    release = threading.Event()
-    yield release
-    release.set()
-
-
-def slow(release: threading.Event) -> Callable[[BaseHTTPRequestHandler], None]:
-    """A server that says nothing until ``release`` is set (5 s at most)."""
-
-    def answer(handler: BaseHTTPRequestHandler) -> None:
-        release.wait(5)
-        with contextlib.suppress(OSError):
-            handler.send_response(200)
-            handler.send_header("Content-Length", "2")
-            handler.end_headers()
-            handler.wfile.write(b"{}")
-
-    return answer
-
-
-def test_a_timeout(
-    load_command: LoadCommand, web_server: WebServer, stalled: threading.Event
-) -> None:
+def test_a_timeout(load_command: LoadCommand, web_server: WebServer) -> None:
     web_server.route(SEARCH, geocoding(LISBON), content_type=JSON)
-    web_server.route(FORECAST, slow(stalled))
+    web_server.hold(FORECAST)
     (line,) = load(load_command, web_server, http={"timeout": 1}).say("!weather Lisbon")
     assert line.startswith("weather: 127.0.0.1")
     assert "time" in line

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import threading
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -135,31 +131,8 @@ def test_not_json(load_command: LoadCommand, web_server: WebServer) -> None:
     assert line.startswith("wiki: 127.0.0.1") and "not JSON" in line
 
 
-@pytest.fixture
-def stalled() -> Iterator[threading.Event]:
-    release = threading.Event()
-    yield release
-    release.set()
-
-
-def slow(release: threading.Event) -> Callable[[BaseHTTPRequestHandler], None]:
-    """A server that says nothing until ``release`` is set (5 s at most)."""
-
-    def answer(handler: BaseHTTPRequestHandler) -> None:
-        release.wait(5)
-        with contextlib.suppress(OSError):
-            handler.send_response(200)
-            handler.send_header("Content-Length", "2")
-            handler.end_headers()
-            handler.wfile.write(b"{}")
-
-    return answer
-
-
-def test_a_timeout(
-    load_command: LoadCommand, web_server: WebServer, stalled: threading.Event
-) -> None:
-    web_server.route(API + "Lisbon", slow(stalled))
+def test_a_timeout(load_command: LoadCommand, web_server: WebServer) -> None:
+    web_server.hold(API + "Lisbon")
     (line,) = load(load_command, web_server, timeout=1).say("!wiki Lisbon")
     assert line.startswith("wiki: 127.0.0.1")
     assert "time" in line

@@ -4,9 +4,7 @@ applies live when config.yaml changes."""
 
 from __future__ import annotations
 
-import threading
 import time
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -50,17 +48,7 @@ def test_a_flood_of_links_to_a_slow_site_leaves_commands_answered(
 ) -> None:
     """Ten users paste links to a site that takes 4 s to answer: the boss's command is
     answered at once, because urltitle fetches at most two pages at a time."""
-    release = threading.Event()
-
-    def slow(handler: BaseHTTPRequestHandler) -> None:
-        release.wait(4)
-        body = b"<title>slow</title>"
-        handler.send_response(200)
-        handler.send_header("Content-Type", "text/html")
-        handler.send_header("Content-Length", str(len(body)))
-        handler.end_headers()
-        handler.wfile.write(body)
-
+    holds = []
     names = ("urltitle.py", "echo.py", "_common.py")
     sources = {name: (COMMANDS / name).read_text() for name in names}
     bot = running_bot(sources, http={"allow_private": ["127.0.0.1"]}, workers=4)
@@ -71,7 +59,7 @@ def test_a_flood_of_links_to_a_slow_site_leaves_commands_answered(
         user.join(bot.channel)
         for k in range(3):
             path = f"/slow/{n}/{k}"
-            web_server.route(path, slow)
+            holds.append(web_server.hold(path, "<title>slow</title>", most=4))
             user.privmsg(bot.channel, f"look {web_server.url}{path}")
     try:
         bot.wait_until(lambda: len(web_server.paths) >= 2, "two slow fetches under way")
@@ -79,6 +67,7 @@ def test_a_flood_of_links_to_a_slow_site_leaves_commands_answered(
         assert bot.ask(boss, "!echo still here", timeout=2.0) == "still here"
         assert time.monotonic() - started < 2.0
     finally:
-        release.set()
+        for release in holds:
+            release.set()
     bot.wait_until(lambda: not bot.app.running(), "the listeners to finish", timeout=15)
     assert len(web_server.paths) <= 10  # the rest were skipped, not queued

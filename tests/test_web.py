@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import gzip
 import ipaddress
-import shutil
 import socket
 import ssl
-import subprocess
 import threading
 import time
 import tracemalloc
@@ -23,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import self_signed_certificate
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from webserver import WebServer
@@ -277,22 +276,7 @@ def test_allow_private_entries_are_checked_in_config() -> None:
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A fresh self-signed certificate (and its key) for 127.0.0.1."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("needs the openssl command to make a certificate")
-    folder = tmp_path_factory.mktemp("tls")
-    key, cert = folder / "key.pem", folder / "cert.pem"
-    subprocess.run(
-        [
-            *(openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"),
-            *("-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2"),
-            *("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=30,
-    )
-    return cert, key
+    return self_signed_certificate(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture
@@ -462,20 +446,7 @@ def test_the_limits_of_idle_hosts_are_forgotten(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_at_most_n_fetches_run_at_once_per_host(web_server: WebServer) -> None:
-    release = threading.Event()
-    inside = []
-    lock = threading.Lock()
-
-    def held(handler: BaseHTTPRequestHandler) -> None:
-        with lock:
-            inside.append(1)
-        release.wait(10)
-        handler.send_response(200)
-        handler.send_header("Content-Length", "2")
-        handler.end_headers()
-        handler.wfile.write(b"ok")
-
-    web_server.route("/held", held)
+    release = web_server.hold("/held", "ok")
     client = web(per_host_concurrent=2, cache_ttl=0)
     results: list[object] = []
     threads = [
@@ -485,14 +456,15 @@ def test_at_most_n_fetches_run_at_once_per_host(web_server: WebServer) -> None:
     for thread in threads:
         thread.start()
     deadline = time.monotonic() + 5
-    while len(inside) < 2 and time.monotonic() < deadline:
+    # Until two requests are at the server and all three fetches hold or wait for a slot:
+    while not (len(web_server.paths) >= 2 and client._hosts["127.0.0.1"].users == 3):
+        assert time.monotonic() < deadline, web_server.paths
         time.sleep(0.01)
-    time.sleep(0.2)  # room for a third to get in, which it must not
-    assert len(inside) == 2
+    assert len(web_server.paths) == 2  # the third waits for a slot
     release.set()
     for thread in threads:
         thread.join(10)
-    assert len(results) == 3 and len(inside) == 3
+    assert len(results) == 3 and len(web_server.paths) == 3
 
 
 def test_responses_are_cached_for_their_ttl(web_server: WebServer) -> None:

@@ -59,6 +59,7 @@ class WebServer:
         """``tls``: serve HTTPS with this server-side context (``url`` is then https)."""
         self.routes: dict[str, Route] = {}
         self.requests: list[Request] = []
+        self._holds: list[threading.Event] = []
         self._lock = threading.Lock()
         self._server = _QuietServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
@@ -89,6 +90,32 @@ class WebServer:
         self.routes[path] = Route(body, status, sent)
         return self.url + path
 
+    def hold(
+        self,
+        path: str,
+        body: bytes | str = b"{}",
+        *,
+        content_type: str = "text/html; charset=utf-8",
+        most: float = 10.0,
+    ) -> threading.Event:
+        """Serve ``body`` at ``path`` only once the returned event is set (or ``most``
+        seconds passed, or the server closes): a slow site, for timeouts and limits."""
+        release = threading.Event()
+        self._holds.append(release)
+        data = body.encode() if isinstance(body, str) else body
+
+        def answer(handler: BaseHTTPRequestHandler) -> None:
+            release.wait(most)
+            with contextlib.suppress(OSError):  # the client gave up waiting
+                handler.send_response(200)
+                handler.send_header("Content-Type", content_type)
+                handler.send_header("Content-Length", str(len(data)))
+                handler.end_headers()
+                handler.wfile.write(data)
+
+        self.route(path, answer)
+        return release
+
     def redirect(self, path: str, to: str, status: int = 302) -> str:
         """Answer ``path`` with a redirect to ``to`` (absolute, or relative to the server)."""
         return self.route(path, b"", status=status, content_type=None, headers={"Location": to})
@@ -100,6 +127,8 @@ class WebServer:
             return [r.path for r in self.requests]
 
     def close(self) -> None:
+        for release in self._holds:  # held answers end, so no handler outlives the test
+            release.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
