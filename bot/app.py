@@ -39,10 +39,10 @@ from bot.runner import CpuFollower
 from bot.storage import ModuleState, Storage
 from bot.sts import STATE_KEY as STS
 from bot.sts import StsPolicies
-from bot.web import Web
 
 if TYPE_CHECKING:
     from bot.watcher import DebouncedWatcher
+    from bot.web import Web
 
 __all__ = ["App", "ReloadReport", "Transport", "irc_transport"]
 
@@ -116,7 +116,11 @@ class App:
             line_length=lambda: getattr(self.connection, "line_length", IRC_LINE),
             wake=lambda: self.connection.wake(),
         )
-        self.web = Web(config.http)  # ctx.fetch
+        # ctx.fetch's client, made on the first fetch: urllib3 (a fifth of the bot's
+        # import time) is loaded only by a bot whose modules use the web.
+        self._web: Web | None = None
+        self._web_lock = threading.Lock()
+        self._loop_thread: threading.Thread | None = None  # the connection's: never blocks
         self.ignores = Ignores(lambda: self.storage.state(IGNORES))
         self.ctcp = CtcpAnswers()
         self.ignores.configure(config.ignore)
@@ -211,6 +215,16 @@ class App:
     def fetch(self, url: str, **options: Any) -> Response:
         return self.web.fetch(url, **options)
 
+    @property
+    def web(self) -> Web:
+        with self._web_lock:
+            if self._web is None:
+                from bot.web import Web
+
+                self._web = Web(self.config.http)
+                self._web.forbidden_thread = self._loop_thread
+            return self._web
+
     def settings_for(self, module: str, channel: str | None = None) -> Any:
         """``module``'s Settings in ``channel`` (with that channel's overrides)."""
         scoped = self.reloader.settings.get(module)
@@ -267,7 +281,10 @@ class App:
             log.error("module not loaded: %s", error)
         # Importing and starting watchdog takes ~80 ms: not on the way to connecting.
         threading.Thread(target=self.start_watching, name="watchers", daemon=True).start()
-        self.web.forbidden_thread = threading.current_thread()  # the connection's
+        with self._web_lock:
+            self._loop_thread = threading.current_thread()  # the connection's
+            if self._web is not None:  # a module's setup fetched
+                self._web.forbidden_thread = self._loop_thread
         try:
             self.connection.run()
         finally:
@@ -313,7 +330,8 @@ class App:
             if watcher is not None:
                 watcher.stop(timeout=1.0)
         self.isolation.close()
-        self.web.close()
+        if self._web is not None:
+            self._web.close()
         if self.backups is not None:
             self.backups.stop(timeout=1.0)
         if not self.storage.close(timeout=1.0):
@@ -410,7 +428,8 @@ class App:
                 self.watch_commands(new.watch)
             self._configure_isolation(new)  # modules move in or out on their next reload
             self.ignores.configure(new.ignore)
-            self.web.configure(new.http)
+            if self._web is not None:
+                self._web.configure(new.http)
             logging.getLogger().setLevel(new.log_level)
             return change.describe()
 

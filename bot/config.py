@@ -26,11 +26,11 @@ from bot.config_sections import (
     BackupConfig,
     CommandRate,
     CtcpConfig,
+    HttpConfig,
     RateLimit,
     SaslConfig,
     ServerConfig,
 )
-from bot.web import HttpConfig
 from bot.yaml_mistakes import HASH_HINT, duplicates, runaway_quotes, syntax_problem
 
 _CHANNEL = re.compile(r"[#&+!][^\x00\x07\r\n ,:]{1,49}")

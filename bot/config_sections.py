@@ -15,8 +15,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from bot import __version__
 from bot import config_values as check
-from bot.web import HttpConfig
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,25 @@ class BackupConfig:
     interval: float = 0.0
     keep: int = 7
     dir: Path = Path("data/backups")  # parse_config makes it relative to the config's folder
+
+
+USER_AGENT = f"reloadbot/{__version__} (IRC bot)"
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    """config.yaml's ``http:`` section (see docs/operating.md)."""
+
+    connect_timeout: float = 5.0
+    timeout: float = 10.0  # in all: connecting, redirects, reading
+    max_bytes: int = 1_000_000
+    max_redirects: int = 5
+    per_host_concurrent: int = 2
+    per_host_per_minute: int = 30
+    cache_ttl: float = 300.0  # seconds; 0: no cache
+    cache_entries: int = 256
+    user_agent: str = USER_AGENT
+    allow_private: tuple[str, ...] = ()  # addresses or networks, matched when resolved
 
 
 # -- parsing -------------------------------------------------------------------

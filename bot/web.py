@@ -27,7 +27,6 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
@@ -44,9 +43,9 @@ from urllib3.exceptions import (
     SSLError,
 )
 
-from bot import __version__
 from bot.api import FetchError, Response
 from bot.charsets import detect_encoding
+from bot.config_sections import HttpConfig
 from bot.netguard import (
     AddressPolicy,
     Connector,
@@ -62,26 +61,9 @@ from bot.netguard import (
 __all__ = ["HttpConfig", "Web"]
 
 
-USER_AGENT = f"reloadbot/{__version__} (IRC bot)"
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MAX_HOSTS = 1024  # hosts whose limits are remembered; idle ones go first
 _CREDENTIALS = frozenset({"authorization", "cookie", "proxy-authorization"})
-
-
-@dataclass(frozen=True)
-class HttpConfig:
-    """config.yaml's ``http:`` section (see docs/operating.md)."""
-
-    connect_timeout: float = 5.0
-    timeout: float = 10.0  # in all: connecting, redirects, reading
-    max_bytes: int = 1_000_000
-    max_redirects: int = 5
-    per_host_concurrent: int = 2
-    per_host_per_minute: int = 30
-    cache_ttl: float = 300.0  # seconds; 0: no cache
-    cache_entries: int = 256
-    user_agent: str = USER_AGENT
-    allow_private: tuple[str, ...] = ()  # addresses or networks, matched when resolved
 
 
 # -- the client ------------------------------------------------------------------------
