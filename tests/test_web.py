@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import gzip
 import ipaddress
+import os
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
 import tracemalloc
@@ -592,3 +595,25 @@ def test_a_module_fetches_and_a_refusal_reaches_the_user(
     ]
     assert bot.say("!get http://[::1]/") == ["::1: refused, it is a private or local address"]
     assert web_server.paths == ["/a"]  # setup's: the command's came from the cache
+
+
+def test_a_bot_that_never_fetches_never_imports_urllib3(tmp_path: Path) -> None:
+    script = (
+        "import sys\n"
+        "from helpers import close_app, make_app\n"
+        "app = make_app(__import__('pathlib').Path(sys.argv[1]), {})\n"
+        "assert app.load_all().ok\n"
+        "assert 'urllib3' not in sys.modules, 'imported at start-up'\n"
+        "app.fetch  # the method exists; the client is made on the first call\n"
+        "close_app(app)\n"
+    )
+    tests = Path(__file__).resolve().parent
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)],
+        cwd=tests.parent,
+        env={**os.environ, "PYTHONPATH": str(tests)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
